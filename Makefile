@@ -1,0 +1,55 @@
+# The README's two commands: `make run` (the main job) and `make test` (the test suite).
+# Both set everything up themselves on a fresh machine: virtual environment, Python packages,
+# and, where apt-get exists and we are root, the Debian packages the data and tests use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first and pinned, so pip never swaps in a multi-GB build for another
+# platform; override for a GPU machine, e.g. `make run TORCH_SPEC="torch==2.13.0" TORCH_INDEX=...`.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PRESET ?= quick
+OUT ?= runs/reproduce-$(PRESET)
+RUN_PACKAGES := dataset-fashion-mnist
+TEST_PACKAGES := dataset-fashion-mnist chromium postgresql
+
+.PHONY: run test venv system-deps-run system-deps-test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Debian packages: installed only where apt-get exists and we are root; otherwise the tests that
+# need them skip with a reason, and the data is downloaded instead.
+define apt_install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "apt-get install$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "warning: apt-get install$$missing failed; tests needing them will skip"; fi; \
+	else echo "note: not root or no apt-get: skipping Debian packages ($(1))"; fi
+endef
+
+system-deps-run:
+	$(call apt_install,$(RUN_PACKAGES))
+
+system-deps-test:
+	$(call apt_install,$(TEST_PACKAGES))
+
+run: venv system-deps-run
+	$(VENV)/bin/cnnlstm reproduce --preset $(PRESET) --out $(OUT)
+
+test: venv system-deps-test
+	$(PY) -m pytest -q
+
+bench: venv system-deps-run
+	$(PY) benchmarks/data_load.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,96 @@
+"""The ``cnnlstm`` command line: the only place that parses arguments, seeds, picks devices and run folders.
+
+Each subcommand lives in its own module of this package with two functions: ``add_parser(sub)``
+registers its argparse parser (with examples in the help) and ``run(args) -> int`` carries it out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cnnlstm import __version__
+from cnnlstm.errors import UserError
+
+# Order is the order of `cnnlstm --help`.
+COMMANDS = ("data", "models", "train", "evaluate", "explore", "embed", "report", "reproduce",
+            "predict", "export", "sweep")
+
+EPILOG = """examples:
+  cnnlstm data                          # where the dataset is, counts, checksums
+  cnnlstm train cnn_lstm --preset fast  # the flagship, ~92% in about 90 s on a laptop CPU
+  cnnlstm reproduce --preset quick      # the whole study and its report
+  cnnlstm COMMAND --help                # details and examples of each command
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the examples' line breaks and shows defaults."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlstm", description="CNN-LSTM hybrids and CNN baselines on Fashion-MNIST.",
+        epilog=EPILOG, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cnnlstm {__version__}")
+    add_common_flags(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"cnnlstm.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cnnlstm.cli.{name}_cmd":
+                raise
+            continue  # a command not built yet in this checkout
+        module.add_parser(sub)
+    return parser
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags every command accepts (before or after the command name)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of user errors and debug logging")
+    parser.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="only warnings and errors; no progress display")
+
+
+def add_command(sub, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """Create a subcommand parser with the shared flags and an examples epilog."""
+    p = sub.add_parser(name, help=help, description=description,
+                       epilog="examples:\n" + examples, formatter_class=HelpFormatter)
+    add_common_flags(p)
+    return p
+
+
+def setup_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=debug, show_time=False, markup=False, rich_tracebacks=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cnnlstm`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    args.quiet = getattr(args, "quiet", False)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.debug, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"cnnlstm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cnnlstm {args.command}: interrupted", file=sys.stderr)
+        return 130

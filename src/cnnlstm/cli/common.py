@@ -1,0 +1,47 @@
+"""Helpers shared by several subcommands: data flags, device choice, progress display."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlstm.data import Dataset, load_dataset
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="folder with the four IDX files (.gz or raw); default: search $CNNLSTM_DATA, "
+                        "the user cache, /usr/share/datasets/fashion-mnist, then download")
+    p.add_argument("--no-download", dest="download", action="store_false", default=True,
+                   help="never download; fail with instructions when no local copy exists")
+    p.add_argument("--no-verify", dest="verify", action="store_false", default=True,
+                   help="skip the Fashion-MNIST checksum (to load another IDX dataset, e.g. digit MNIST)")
+
+
+def download_progress(quiet: bool):
+    """A rich progress bar for dataset downloads, as a ``progress(stem, done, total)`` callback."""
+    if quiet:
+        return None
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+    tasks: dict[str, int] = {}
+
+    def progress(stem: str, done: int, total: int) -> None:
+        if stem not in tasks:
+            if not bar.live.is_started:
+                bar.start()
+            tasks[stem] = bar.add_task(stem, total=total or None)
+        bar.update(tasks[stem], completed=done)
+        if total and done >= total:
+            bar.stop() if all(bar.tasks[t].finished for t in tasks.values()) else None
+
+    return progress
+
+
+def load_data_for_cli(args, *, data_dir=None, download=None, verify=None) -> Dataset:
+    """Load the dataset as the data flags (or explicit overrides) ask."""
+    return load_dataset(
+        data_dir if data_dir is not None else getattr(args, "data_dir", None),
+        download=getattr(args, "download", True) if download is None else download,
+        verify=getattr(args, "verify", True) if verify is None else verify,
+        progress=download_progress(getattr(args, "quiet", False)))

@@ -1,0 +1,304 @@
+"""Configuration: dataclasses with defaults, strict loading, presets and ``--set`` overrides.
+
+Precedence, lowest first: the dataclass defaults, the model's own ``train_defaults`` (e.g. the
+SVM loss for ``cnn_svm``), the preset, the ``--config`` file, then ``--set key=value`` and the
+CLI flags. Unknown keys and values of the wrong type are a :class:`~cnnlstm.errors.ConfigError`
+that names the key. The fully resolved config is saved as ``config.json`` in every run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cnnlstm.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "rmsprop")
+LOSSES = ("cross_entropy", "nll", "svm")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved as ``config.json`` to re-run it exactly."""
+
+    model: str = "cnn_lstm"  # a name from `cnnlstm models`
+    model_args: dict = field(default_factory=dict)  # keyword arguments of the model builder
+    # -- data
+    data_dir: str | None = None  # folder with the four IDX files; None = search the usual places
+    download: bool = True  # download Fashion-MNIST when no local copy is found
+    verify: bool = True  # require Fashion-MNIST's SHA-256 (off for other IDX datasets)
+    val_size: int = 5000  # images held out of train (stratified) for validation and early stopping
+    limit_train: int = 0  # use only the first N training images after the split (0 = all)
+    limit_test: int = 0  # evaluate on only the first N test images (0 = all)
+    # -- optimisation
+    epochs: int = 10
+    batch_size: int = 128  # images per step (global batch under data-parallel training)
+    optimizer: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "adamw"
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd and rmsprop
+    nesterov: bool = False  # sgd
+    loss: Literal["cross_entropy", "nll", "svm"] = "cross_entropy"  # nll = the plan's "maximum likelihood"
+    label_smoothing: float = 0.0  # cross-entropy only
+    svm_c: float = 1.0  # weight of the squared-hinge term of the L2-SVM loss
+    svm_penalty: float = 1.0  # weight of mean(W^2) of the SVM head in the L2-SVM loss
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = "onecycle"
+    warmup_epochs: float = 0.0  # linear warm-up before constant/step/cosine (one-cycle has its own)
+    step_epochs: int = 5  # step schedule: multiply the LR by `gamma` every this many epochs
+    gamma: float = 0.1
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    # -- augmentation (training batches only, on the training device)
+    flip_h: float = 0.0  # probability of a horizontal flip per image
+    flip_v: float = 0.0  # probability of a vertical flip per image
+    shift: int = 0  # random translation by up to this many pixels
+    erase: float = 0.0  # probability of random erasing per image
+    # -- early stopping
+    patience: int = 0  # stop after this many epochs without improvement (0 = off)
+    monitor: Literal["val_acc", "val_loss"] = "val_acc"
+    # -- runtime
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU threads (0 = torch's default)
+    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA
+    channels_last: bool = False  # CUDA memory format
+    compile: bool = False  # torch.compile the model
+    eval_batch_size: int = 1000
+    tensorboard: bool = False  # also log to runs/<name>/tensorboard (needs the tensorboard extra)
+
+    def validate(self) -> "TrainConfig":
+        """Check ranges and combinations the types alone cannot; return self."""
+        positive = ("epochs", "batch_size", "eval_batch_size", "step_epochs")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        non_negative = ("val_size", "limit_train", "limit_test", "weight_decay", "shift", "patience",
+                        "threads", "warmup_epochs", "grad_clip", "svm_c", "svm_penalty", "momentum")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        for name in ("flip_h", "flip_v", "erase", "label_smoothing", "gamma"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+
+# --------------------------------------------------------------------------- generic loading
+
+
+def _type_matches(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Return (ok, converted value) for ``value`` against a (simple) type annotation."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp), value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, conv = _type_matches(value, arg)
+            if ok:
+                return True, conv
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:  # ints are fine where floats are expected
+        return isinstance(value, (int, float)) and not isinstance(value, bool), float(value) if isinstance(
+            value, (int, float)) else value
+    if tp is str:
+        return isinstance(value, str), value
+    if tp is dict or origin is dict:
+        return isinstance(value, dict), value
+    if tp in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, (list, tuple)), list(value) if isinstance(value, (list, tuple)) else value
+    return True, value
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def from_dict(cls: type, values: dict, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types.
+
+    Parameters
+    ----------
+    cls : dataclass type
+    values : dict
+        Keys are field names; missing fields keep their defaults.
+    where : str
+        Names the source in error messages (a file name, ``--set`` ...).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first unknown key (with a close match if there is one) or mistyped value.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table of key = value, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{where}: unknown config key '{key}'{hint}")
+        ok, conv = _type_matches(value, hints[key])
+        if not ok:
+            raise ConfigError(f"{where}: '{key}' must be {_describe(hints[key])}, got {value!r}")
+        kwargs[key] = conv
+    return cls(**kwargs)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (dicts merge, other values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, safe loader) or JSON config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: config files must end in .toml, .yaml, .yml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {first}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of key = value at the top level")
+    return data
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["lr=3e-3", "model_args.dropout=0.2", "model_args.channels=[32,64]"]`` -> nested dict.
+
+    Values are parsed as YAML scalars or lists (``true``, ``1e-3``, ``[32, 64]``); anything else
+    stays a string.
+    """
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and _looks_like_float(value):
+            value = float(value)  # YAML 1.1 reads "1e-3" as a string
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a table")
+        node[leaf] = value
+    return out
+
+
+def _looks_like_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in ("nan", "inf", "-inf", "infinity")
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets (``src/cnnlstm/presets/*.toml``)."""
+    folder = resources.files("cnnlstm") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str, model: str) -> dict:
+    """The overrides preset ``name`` makes for ``model``: its ``[defaults]`` then ``[models.<model>]``."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset '{name}'; choose from {', '.join(preset_names())}")
+    text = (resources.files("cnnlstm") / "presets" / f"{name}.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    return deep_merge(data.get("defaults", {}), data.get("models", {}).get(model, {}))
+
+
+def resolve_train_config(model: str | None = None, *, preset: str | None = None,
+                         config_file: str | Path | None = None, overrides: dict | None = None,
+                         model_defaults: dict | None = None) -> TrainConfig:
+    """Merge defaults, model defaults, preset, config file and overrides into a valid config.
+
+    Parameters
+    ----------
+    model : str, optional
+        The model name (a positional CLI argument); the file or overrides may also set it.
+    preset : str, optional
+        A shipped preset name.
+    config_file : path, optional
+        A TOML/YAML/JSON file of config keys.
+    overrides : dict, optional
+        ``--set`` values and explicit CLI flags, highest precedence.
+    model_defaults : dict, optional
+        The model registry's ``train_defaults`` for ``model``.
+
+    Returns
+    -------
+    TrainConfig
+        Validated.
+    """
+    file_values = load_config_file(config_file) if config_file else {}
+    from_dict(TrainConfig, file_values, where=str(config_file))  # name the file on errors
+    overrides = overrides or {}
+    from_dict(TrainConfig, overrides, where="--set/flags")
+    name = overrides.get("model") or model or file_values.get("model") or TrainConfig.model
+    merged: dict = {"model": name}
+    merged = deep_merge(merged, model_defaults or {})
+    if preset:
+        merged = deep_merge(merged, load_preset(preset, name))
+    merged = deep_merge(merged, file_values)
+    merged = deep_merge(merged, overrides)
+    merged["model"] = name
+    return from_dict(TrainConfig, merged, where="config").validate()
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a config dataclass."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,522 @@
+"""Fashion-MNIST data layer: IDX reading and validation, sources, checksums, cache, splits.
+
+Where the data comes from, first match wins:
+
+1. ``data_dir`` (the CLI's ``--data-dir``);
+2. ``$CNNLSTM_DATA``;
+3. the user cache, ``$XDG_CACHE_HOME/cnnlstm/fashion-mnist`` (default ``~/.cache/...``);
+4. ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist`` package);
+5. a download of the upstream files into the user cache (unless ``download=False``).
+
+Checksums are SHA-256 of the *decompressed* IDX bytes, so Debian's re-compressed ``.gz`` files
+pass and digit MNIST served by a wrong mirror fails. Verified arrays are cached as ``.npy`` beside
+a small JSON manifest holding their own SHA-256, so a second load skips decompression and hashing
+of the IDX files, and a damaged cache file is detected and rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cnnlstm.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+SPLIT_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# SHA-256 of the decompressed IDX bytes (Debian's .gz files differ from upstream's, these do not).
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+UPSTREAM_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}.gz"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Fashion-MNIST train-set pixel statistics after /255 (reference.md); used for normalisation.
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The four arrays of an IDX image-classification dataset and where they came from.
+
+    Attributes
+    ----------
+    train_images, test_images : np.ndarray
+        uint8 arrays of shape (N, H, W).
+    train_labels, test_labels : np.ndarray
+        int64 arrays of shape (N,), values in ``range(len(classes))``.
+    classes : tuple of str
+        Class names, index = label.
+    source : str
+        The folder the files were read from (or ``"<folder> (cache)"``).
+    verified : bool
+        True when every file matched the Fashion-MNIST SHA-256 table.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+    verified: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+# --------------------------------------------------------------------------- IDX reading
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """Read a raw or gzip-compressed file, mapping any failure to a :class:`DatasetError`."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DatasetError(f"{path}: damaged gzip data ({exc})") from exc
+    if path.suffix == ".gz":
+        raise DatasetError(f"{path}: named .gz but is not gzip-compressed")
+    return raw
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array, validating the header against the payload size.
+
+    Parameters
+    ----------
+    data : bytes
+        The decompressed IDX file.
+    name : str
+        Used in error messages.
+
+    Returns
+    -------
+    np.ndarray
+        Array of the declared shape and dtype (native byte order).
+
+    Raises
+    ------
+    DatasetError
+        Empty file, bad magic, unknown type code, payload shorter or longer than declared.
+    """
+    if len(data) < 4:
+        raise DatasetError(f"{name}: file is empty or too short for an IDX header ({len(data)} bytes)")
+    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DatasetError(f"{name}: not an IDX file (bad magic number 0x{data[:4].hex()})")
+    ndim = data[3]
+    if ndim == 0:
+        raise DatasetError(f"{name}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DatasetError(f"{name}: truncated IDX header ({len(data)} bytes, need {header})")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "has trailing bytes"
+        raise DatasetError(
+            f"{name}: payload {kind}: header declares shape {shape} ({expected} bytes), file has {len(data)}"
+        )
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def load_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``.gz`` or raw IDX file into a numpy array.
+
+    Examples
+    --------
+    >>> images = load_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # doctest: +SKIP
+    >>> images.shape
+    (10000, 28, 28)
+    """
+    path = Path(path)
+    return parse_idx(read_file_bytes(path), name=str(path))
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def find_idx_file(folder: Path, stem: str) -> Path | None:
+    """Return ``folder/stem.gz`` or ``folder/stem`` (also the ``stem.idx3-ubyte`` spelling)."""
+    for candidate in (f"{stem}.gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")):
+        p = folder / candidate
+        if p.is_file():
+            return p
+    return None
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cnnlstm/fashion-mnist`` (``~/.cache`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnlstm" / "fashion-mnist"
+
+
+def candidate_dirs(data_dir: str | os.PathLike | None) -> list[tuple[str, Path]]:
+    """The folders searched for IDX files, in order, each with a label for messages."""
+    if data_dir is not None:
+        return [("--data-dir", Path(data_dir))]  # explicit choice: never fall back silently
+    found = []
+    if os.environ.get("CNNLSTM_DATA"):
+        found.append(("$CNNLSTM_DATA", Path(os.environ["CNNLSTM_DATA"])))
+    found.append(("cache", user_cache_dir()))
+    found.append(("debian", DEBIAN_DIR))
+    return found
+
+
+def has_all_files(folder: Path) -> bool:
+    return folder.is_dir() and all(find_idx_file(folder, s) for s in SPLIT_FILES.values())
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_verified(folder: Path, verify: bool) -> tuple[dict[str, np.ndarray], bool]:
+    """Read the four IDX files of ``folder``; check SHA-256 of the decompressed bytes if asked."""
+    arrays, all_match = {}, True
+    for key, stem in SPLIT_FILES.items():
+        path = find_idx_file(folder, stem)
+        if path is None:
+            raise DatasetError(f"{folder}: missing {stem}(.gz)")
+        raw = read_file_bytes(path)
+        if verify or all_match:  # keep hashing while it may still prove to be Fashion-MNIST
+            match = sha256_hex(raw) == FASHION_SHA256[stem]
+            if verify and not match:
+                raise DatasetError(
+                    f"{path}: SHA-256 does not match Fashion-MNIST's (wrong dataset, e.g. digit MNIST, "
+                    "or a damaged file); use --no-verify to load another IDX dataset on purpose"
+                )
+            all_match = all_match and match
+        arrays[key] = parse_idx(raw, name=str(path))
+    return arrays, all_match
+
+
+def class_names_for(folder: Path, verified: bool) -> tuple[str, ...]:
+    """Fashion-MNIST's names, else ``classes.txt`` beside the files, else ``class 0`` .. ``class 9``.
+
+    Ten classes is the default for unverified IDX datasets (digit MNIST and KMNIST have ten too);
+    a ``classes.txt`` with one name per line sets both the names and the class count.
+    """
+    names_file = folder / "classes.txt"
+    if names_file.is_file():
+        names = [ln.strip() for ln in names_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if len(names) < 2:
+            raise DatasetError(f"{names_file}: needs at least 2 class names, one per line")
+        return tuple(names)
+    if verified:
+        return FASHION_CLASSES
+    return tuple(f"class {i}" for i in range(len(FASHION_CLASSES)))
+
+
+def validate_arrays(arrays: dict[str, np.ndarray], source: str, n_classes: int) -> None:
+    """Check shapes, dtypes, image/label counts and that labels lie in ``[0, n_classes)``."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3:
+            raise DatasetError(f"{source}: {split} images have {images.ndim} dimensions, expected 3 (N, H, W)")
+        if labels.ndim != 1:
+            raise DatasetError(f"{source}: {split} labels have {labels.ndim} dimensions, expected 1")
+        if images.dtype != np.uint8:
+            raise DatasetError(f"{source}: {split} images are {images.dtype}, expected uint8")
+        if len(images) != len(labels):
+            raise DatasetError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")
+        if len(images) == 0:
+            raise DatasetError(f"{source}: {split} split is empty")
+        bad = (labels < 0) | (labels >= n_classes)
+        if bad.any():
+            raise DatasetError(
+                f"{source}: {split} label {int(labels[bad][0])} out of range 0..{n_classes - 1} "
+                "(a dataset with more classes needs a classes.txt beside its files)"
+            )
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise DatasetError(f"{source}: train and test images differ in size")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_folder(folder: Path) -> Path:
+    """Where verified arrays of ``folder`` are cached (keyed by the folder's resolved path)."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return user_cache_dir().parent / "arrays" / key
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_cache(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Cache arrays as raw ``.npy`` files plus a manifest with each file's SHA-256."""
+    out = cache_folder(folder)
+    manifest = {"version": _CACHE_VERSION, "meta": meta, "files": {}}
+    for key, arr in arrays.items():
+        buf = _npy_bytes(arr)
+        atomic_write_bytes(out / f"{key}.npy", buf)
+        manifest["files"][key] = sha256_hex(buf)
+    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    bio = io.BytesIO()
+    np.save(bio, arr, allow_pickle=False)
+    return bio.getvalue()
+
+
+def read_cache(folder: Path, sources_mtime: float) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Load cached arrays of ``folder`` if present, intact and newer than the source files.
+
+    A damaged, stale or partial cache returns None (and is logged), so the caller rebuilds it.
+    """
+    out = cache_folder(folder)
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        if manifest.get("version") != _CACHE_VERSION or manifest["meta"].get("mtime") != sources_mtime:
+            return None
+        arrays = {}
+        for key, digest in manifest["files"].items():
+            buf = (out / f"{key}.npy").read_bytes()
+            # Hashing ~55 MB costs ~0.1 s; it is what makes a damaged cache impossible to trust.
+            if sha256_hex(buf) != digest:
+                log.warning("cache file %s is damaged; rebuilding", out / f"{key}.npy")
+                return None
+            arrays[key] = np.load(io.BytesIO(buf), allow_pickle=False)
+        if set(arrays) != set(SPLIT_FILES):
+            return None
+        return arrays, manifest["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.debug("no usable cache for %s (%s)", folder, exc)
+        return None
+
+
+def sources_mtime(folder: Path) -> float:
+    return max(find_idx_file(folder, s).stat().st_mtime for s in SPLIT_FILES.values())
+
+
+# --------------------------------------------------------------------------- download
+
+
+def download_file(url: str, dest: Path, *, retries: int = 3, progress: Callable[[int, int], None] | None = None,
+                  timeout: float = 30.0) -> None:
+    """Download ``url`` to ``dest`` atomically (temp file + rename), retrying on network errors.
+
+    ``progress(done_bytes, total_bytes)`` is called as data arrives (total 0 when unknown).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    last_exc: Exception | None = None
+    for attempt in range(1, retries + 1):
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as f:
+                total, done = int(resp.headers.get("Content-Length") or 0), 0
+                while chunk := resp.read(1 << 16):
+                    f.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+            os.replace(tmp, dest)
+            return
+        except OSError as exc:
+            last_exc = exc
+            Path(tmp).unlink(missing_ok=True)
+            log.warning("download of %s failed (attempt %d/%d): %s", url, attempt, retries, exc)
+            time.sleep(min(2 ** attempt, 10) if attempt < retries else 0)
+    raise DatasetError(f"could not download {url}: {last_exc}")
+
+
+def download_fashion_mnist(dest: Path, progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Fetch the four upstream ``.gz`` files into ``dest`` and check their decompressed SHA-256."""
+    for stem in SPLIT_FILES.values():
+        target = dest / f"{stem}.gz"
+        if target.is_file():
+            continue
+        cb = (lambda d, t, s=stem: progress(s, d, t)) if progress else None
+        download_file(UPSTREAM_URL.format(name=stem), target, progress=cb)
+        if sha256_hex(read_file_bytes(target)) != FASHION_SHA256[stem]:
+            target.unlink()
+            raise DatasetError(f"downloaded {stem}.gz does not match Fashion-MNIST's SHA-256 (wrong mirror?)")
+
+
+# --------------------------------------------------------------------------- public loading
+
+
+def no_data_message(tried: list[tuple[str, Path]]) -> str:
+    where = ", ".join(str(p) for _, p in tried)
+    return (
+        f"Fashion-MNIST not found (looked in {where}). Get it one of three ways: "
+        "`sudo apt-get install dataset-fashion-mnist`; allow the download (drop --no-download); "
+        "or pass --data-dir DIR holding the four IDX files"
+    )
+
+
+def load_from_folder(folder: Path, *, verify: bool, use_cache: bool = True) -> Dataset:
+    """Load the dataset from one folder of IDX files (through the array cache when possible)."""
+    mtime = sources_mtime(folder)
+    cached = read_cache(folder, mtime) if use_cache else None
+    if cached is not None and (cached[1].get("verified") or not verify):
+        arrays, meta = cached
+        source = f"{folder} (cache)"
+    else:
+        arrays, verified = read_verified(folder, verify)
+        for key in ("train_labels", "test_labels"):
+            arrays[key] = arrays[key].astype(np.int64)
+        meta = {"mtime": mtime, "verified": bool(verified), "folder": str(folder)}
+        validate_arrays(arrays, str(folder), len(class_names_for(folder, verified)))
+        if use_cache:
+            try:
+                write_cache(folder, arrays, meta)
+            except OSError as exc:  # a read-only home must not stop training
+                log.warning("could not write the array cache: %s", exc)
+        source = str(folder)
+    verified = bool(meta.get("verified"))
+    classes = class_names_for(folder, verified)
+    validate_arrays(arrays, source, len(classes))  # cheap; also guards a classes.txt added later
+    return Dataset(classes=classes, source=source, verified=verified, **arrays)
+
+
+def load_dataset(data_dir: str | os.PathLike | None = None, *, download: bool = True, verify: bool = True,
+                 use_cache: bool = True, progress: Callable[[str, int, int], None] | None = None) -> Dataset:
+    """Find, verify and load Fashion-MNIST (or another IDX dataset with ``verify=False``).
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        A folder with the four IDX files (``.gz`` or raw). When given, no other place is tried.
+    download : bool
+        Download the upstream files into the user cache when no folder has them.
+    verify : bool
+        Require the Fashion-MNIST SHA-256 of the decompressed files. Turn off to load another
+        IDX dataset of the same layout (class names then come from ``classes.txt`` if present).
+    use_cache : bool
+        Read and write the verified ``.npy`` array cache.
+    progress : callable, optional
+        ``progress(file_stem, done_bytes, total_bytes)`` during a download.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        Nothing found, a malformed file, or a checksum mismatch.
+
+    Examples
+    --------
+    >>> ds = load_dataset(download=False)  # doctest: +SKIP
+    >>> ds.train_images.shape, ds.source
+    ((60000, 28, 28), '/usr/share/datasets/fashion-mnist')
+    """
+    tried = candidate_dirs(data_dir)
+    for label, folder in tried:
+        if has_all_files(folder):
+            log.info("loading the dataset from %s (%s)", folder, label)
+            return load_from_folder(folder, verify=verify, use_cache=use_cache)
+        if label == "--data-dir":
+            if not folder.is_dir():
+                raise DatasetError(f"--data-dir {folder}: no such folder")
+            missing = [s for s in SPLIT_FILES.values() if not find_idx_file(folder, s)]
+            raise DatasetError(f"--data-dir {folder}: missing {', '.join(missing)} (.gz or raw)")
+    if not download:
+        raise DatasetError(no_data_message(tried))
+    dest = user_cache_dir()
+    log.info("downloading Fashion-MNIST into %s", dest)
+    download_fashion_mnist(dest, progress)
+    return load_from_folder(dest, verify=verify, use_cache=use_cache)
+
+
+# --------------------------------------------------------------------------- splits and tensors
+
+
+def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (train, validation), keeping each class's share in the validation set.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Training labels, shape (N,).
+    val_size : int
+        Number of validation images (0 gives an empty validation set).
+    seed : int
+        Seed of the split; the same seed always gives the same split.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        Sorted int64 index arrays, disjoint, together covering ``range(N)``.
+    """
+    n = len(labels)
+    if not 0 <= val_size < n:
+        raise DatasetError(f"validation size {val_size} must be in [0, {n})")
+    if val_size == 0:
+        return np.arange(n, dtype=np.int64), np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    # Largest-remainder allocation so the per-class quotas sum exactly to val_size.
+    quota = counts * val_size / n
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take), kind="stable")[: val_size - take.sum()]:
+        take[i] += 1
+    val = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    val_idx = np.sort(np.concatenate(val)).astype(np.int64)
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[val_idx] = False
+    return np.flatnonzero(train_mask).astype(np.int64), val_idx
+
+
+def to_tensor(images: np.ndarray, device="cpu", dtype=None):
+    """uint8 (N, H, W) -> normalised float tensor (N, 1, H, W) on ``device``.
+
+    Normalising once, on the training device, is what lets the training loop slice batches out of
+    one tensor instead of running a per-sample Dataset with worker processes.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    x = x.to(dtype or torch.float32).div_(255.0).sub_(PIXEL_MEAN).div_(PIXEL_STD)
+    return x.unsqueeze(1)  # (N, 1, H, W)

@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny synthetic IDX datasets, an isolated cache, and real-data skips."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REAL_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX (magic 0x0000 08 ndim, big-endian dims, payload)."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.tobytes()
+
+
+def synthetic_arrays(n_train: int = 200, n_test: int = 50, size: int = 28, n_classes: int = 10, seed: int = 0):
+    """Images whose class is learnable: class c lights up a horizontal band at row 2c+4 plus noise."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        labels = np.arange(n) % n_classes
+        rng.shuffle(labels)
+        images = rng.integers(0, 40, size=(n, size, size), dtype=np.uint8)
+        for i, c in enumerate(labels):
+            r = (2 * c + 4) % (size - 2)
+            images[i, r:r + 2, 3:size - 3] = 200 + (c % 5) * 10
+        return images, labels.astype(np.uint8)
+
+    (tri, trl), (tei, tel) = make(n_train), make(n_test)
+    return {"train_images": tri, "train_labels": trl, "test_images": tei, "test_labels": tel}
+
+
+STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def write_dataset(folder: Path, arrays: dict | None = None, *, gz: bool = True) -> Path:
+    """Write the four IDX files of ``arrays`` (default: synthetic) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = arrays if arrays is not None else synthetic_arrays()
+    for key, stem in STEMS.items():
+        data = idx_bytes(arrays[key])
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(data, compresslevel=1))
+        else:
+            (folder / stem).write_bytes(data)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder and no $CNNLSTM_DATA, so nothing leaks between tests."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("CNNLSTM_DATA", raising=False)
+    return cache
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path) -> Path:
+    """A folder holding a tiny synthetic IDX dataset (200 train, 50 test, 10 classes)."""
+    return write_dataset(tmp_path / "tiny")
+
+
+def real_data_available() -> bool:
+    return all((REAL_DATA_DIR / f"{s}.gz").is_file() for s in STEMS.values())
+
+
+requires_real_data = pytest.mark.skipif(
+    not real_data_available(),
+    reason="real Fashion-MNIST absent: `apt-get install dataset-fashion-mnist` (make test does this as root)")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Keep tests to 2 threads: the CI machine has 2 cores."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, 2))
+    yield
+    torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "realdata" in item.keywords and not real_data_available():
+            item.add_marker(pytest.mark.skip(reason="real Fashion-MNIST absent: `apt-get install dataset-fashion-mnist`"))
+    os.environ.setdefault("MPLBACKEND", "Agg")
