@@ -63,6 +63,7 @@ def test_knn_excludes_self_even_with_duplicates():
     x = np.repeat(np.arange(6.0)[:, None], 2, axis=0)  # every point duplicated once
     labels = np.repeat(np.arange(6), 2)
     assert knn_accuracy(x, labels, ks=(1,))["knn1"] == 1.0  # the twin, never itself
+    assert knn_accuracy(x.astype(np.uint8), labels, ks=(1,))["knn1"] == 1.0  # integer input
     lonely = np.arange(10.0)[:, None]
     assert knn_accuracy(lonely, np.arange(10) % 2, ks=(1,))["knn1"] == 0.0  # alternating labels
 

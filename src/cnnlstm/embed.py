@@ -46,6 +46,12 @@ def default_k0(n: int) -> int:
     return int(math.floor(math.log(n) ** 2))
 
 
+def _as_float(x) -> np.ndarray:
+    """The array as floats without copying float32/float64 input (pixels may be 70,000 x 784)."""
+    x = np.asarray(x)
+    return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
+
+
 def _pca_reduce(x: np.ndarray, pca_dims: int | None, seed: int) -> np.ndarray:
     """Seeded randomized PCA to ``pca_dims`` when the data have more dimensions than that."""
     if pca_dims is None or x.shape[1] <= pca_dims:
@@ -106,7 +112,7 @@ def tsne_embed(
     """
     from openTSNE import TSNE  # heavy import (numba), only when embedding
 
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    x = _as_float(x)
     if x.ndim != 2 or x.shape[0] < MIN_POINTS:
         raise ValueError(f"x must be (N, D) with N >= {MIN_POINTS}, got shape {x.shape}")
     n = x.shape[0]
@@ -114,7 +120,7 @@ def tsne_embed(
     perp = min(float(perplexity), (n - 1) / 3.0)
     if perp < perplexity:
         log.info("perplexity %.1f clipped to %.2f for %d points", perplexity, perp, n)
-    x = _pca_reduce(x, pca_dims, seed)
+    x = np.ascontiguousarray(_pca_reduce(x, pca_dims, seed), dtype=np.float64)
     tsne = TSNE(
         n_components=2, perplexity=perp, learning_rate="auto", early_exaggeration_iter=k0,
         early_exaggeration=12, initialization="pca", n_jobs=n_jobs, random_state=seed,
@@ -167,7 +173,7 @@ def knn_accuracy(
     dict
         ``{"knn1": float, "knn10": float}`` (one ``knn<k>`` key per k).
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = _as_float(x)
     labels = np.asarray(labels).astype(np.int64).ravel()
     k_max = max(ks)
     if x.shape[0] != labels.shape[0] or x.shape[0] <= k_max:
@@ -237,14 +243,14 @@ def embedding_quality(
         (``"embedding"`` absent when ``embedding`` is None; a metric that the sample is too
         small for is None).
     """
-    features = np.asarray(features, dtype=np.float64)
+    features = _as_float(features)
     n = features.shape[0]
     idx = _sample_indices(n, sample, np.random.default_rng(seed))
     out: dict = {"features": knn_accuracy(features, labels, sample=sample, seed=seed),
                  "n": int(n), "n_sample": int(len(idx))}
     if embedding is None:
         return out
-    embedding = np.asarray(embedding, dtype=np.float64)
+    embedding = _as_float(embedding)
     if embedding.shape[0] != n:
         raise ValueError(f"embedding has {embedding.shape[0]} points, features {n}")
     block = knn_accuracy(embedding, labels, sample=sample, seed=seed)
