@@ -1,0 +1,260 @@
+"""Models by name: register builders, create models from config values, summarise them.
+
+A builder is a plain function with keyword-only arguments and defaults that returns an
+:class:`~cnnlstm.models.base.ImageClassifier`; a variant is a thin builder that only fills in
+arguments (timm's ``@register_model`` style)::
+
+    @register_model("model1", "Table II Model I", train_defaults=None)
+    def model1(*, num_classes: int = 10, image_size: int = 28, dropout: float = 0.0):
+        return BaselineCNN(num_classes=num_classes, image_size=image_size, ...)
+
+:func:`create_model` checks the keyword arguments against the builder's signature before calling
+it, so a typo in a config file is a one-line :class:`~cnnlstm.errors.ConfigError`, not a
+``TypeError`` traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlstm.errors import ConfigError
+from cnnlstm.models.base import ImageClassifier
+
+__all__ = [
+    "ModelEntry",
+    "create_model",
+    "get_model_entry",
+    "list_models",
+    "lstm_flops",
+    "model_args",
+    "model_summary",
+    "register_model",
+]
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[..., ImageClassifier]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, e.g. ``"model1"``.
+    description : str
+        One line for ``cnnlstm models`` listings and reports.
+    train_defaults : Mapping[str, Any]
+        Training-config overrides the model needs (e.g. ``{"loss": "svm"}``); read-only.
+    builder : Callable[..., ImageClassifier]
+        The function that builds the model from keyword arguments.
+    """
+
+    name: str
+    description: str
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    builder: Builder = field(default=None, repr=False)  # type: ignore[assignment]
+
+
+_REGISTRY: dict[str, ModelEntry] = {}  # insertion order = registration order
+
+
+def register_model(
+    name: str, description: str, train_defaults: Mapping[str, Any] | None = None
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``fn(**kwargs) -> ImageClassifier`` under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Registry key; registering a name twice is a programming error (``ValueError``).
+    description : str
+        One-line description.
+    train_defaults : Mapping[str, Any], optional
+        Training-config overrides this model needs, exposed as
+        ``get_model_entry(name).train_defaults``.
+
+    Returns
+    -------
+    Callable
+        The decorator; it returns the builder unchanged.
+    """
+
+    def decorate(fn: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _check_builder_signature(name, fn)
+        defaults = MappingProxyType(dict(train_defaults or {}))
+        _REGISTRY[name] = ModelEntry(name, description, defaults, fn)
+        return fn
+
+    return decorate
+
+
+def _check_builder_signature(name: str, fn: Builder) -> None:
+    """Builders take keyword arguments with defaults only, so that every argument is listable."""
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.default is param.empty:
+            raise ValueError(
+                f"builder of model {name!r}: argument {param.name!r} needs a default and no *args/**kwargs"
+            )
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """The :class:`ModelEntry` registered as ``name``; unknown name -> :class:`ConfigError`."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(_REGISTRY)}") from None
+
+
+def model_args(name: str) -> dict[str, Any]:
+    """The keyword arguments model ``name`` accepts, with their defaults."""
+    params = inspect.signature(get_model_entry(name).builder).parameters
+    return {key: p.default for key, p in params.items()}
+
+
+def create_model(name: str, **kwargs: Any) -> ImageClassifier:
+    """Build the registered model ``name`` with keyword arguments ``kwargs``.
+
+    Values are checked against the type of each argument's default: a bool default takes only
+    bools, an int default only ints, a float default ints or floats, a tuple default a list or
+    tuple (JSON configs give lists). Range checks are the model's own.
+
+    Raises
+    ------
+    ConfigError
+        Unknown model, unknown argument, or a value of the wrong type or out of range.
+    """
+    entry = get_model_entry(name)
+    valid = model_args(name)
+    clean = {}
+    for key, value in kwargs.items():
+        if key not in valid:
+            raise ConfigError(f"model {name!r} has no argument {key!r}; valid: {', '.join(valid)}")
+        clean[key] = _coerce(name, key, value, valid[key])
+    model = entry.builder(**clean)
+    log.debug("created model %s with %s", name, clean)
+    return model
+
+
+def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of ``default`` (see :func:`create_model`)."""
+    def bad(kind: str) -> ConfigError:
+        return ConfigError(f"model {model!r} argument {key!r} must be {kind}, got {value!r}")
+
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise bad("a list of integers")
+        return tuple(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# summaries
+
+
+def lstm_flops(lstm: nn.LSTM, steps: int) -> int:
+    """Forward FLOPs of ``lstm`` for one sequence of ``steps`` steps.
+
+    Per step, layer and direction the four gates cost ``4 * (2*in*h + 2*h*h)`` FLOPs
+    (a multiply-add counts 2); biases and the gate nonlinearities are not counted, like
+    ``FlopCounterMode`` leaves out elementwise work elsewhere. Layers after the first read
+    ``h * directions`` features.
+    """
+    h = lstm.hidden_size
+    dirs = 2 if lstm.bidirectional else 1
+    total = 0
+    for layer in range(lstm.num_layers):
+        in_size = lstm.input_size if layer == 0 else h * dirs
+        total += steps * dirs * 4 * (2 * in_size * h + 2 * h * h)
+    return total
+
+
+def _count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """Forward FLOPs of ``model(x)``: ``FlopCounterMode`` plus LSTMs it does not count.
+
+    ``FlopCounterMode`` (torch 2.x) sees matmuls and convolutions but not the fused LSTM kernel,
+    so each ``nn.LSTM`` that it reports no FLOPs for is added analytically by :func:`lstm_flops`.
+    """
+    lstm_steps: dict[str, int] = {}
+    names = {mod: name for name, mod in model.named_modules()}
+    hooks = []
+    for mod in names:
+        if isinstance(mod, nn.LSTM):
+            def hook(m: nn.Module, args: tuple, _out: Any) -> None:
+                seq = args[0]  # batch_first=True: (B, T, in)
+                lstm_steps[names[m]] = seq.shape[1] if m.batch_first else seq.shape[0]
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    total = counter.get_total_flops()
+    counted = counter.get_flop_counts()
+    root = type(model).__name__
+    for name, steps in lstm_steps.items():
+        if sum(counted.get(f"{root}.{name}", {}).values()) == 0:
+            total += lstm_flops(model.get_submodule(name), steps) * x.shape[0]
+    return total
+
+
+@torch.no_grad()
+def model_summary(name: str, image_size: int = 28) -> dict[str, Any]:
+    """Size and cost of model ``name`` built with its defaults.
+
+    Returns
+    -------
+    dict
+        ``name``; ``params`` (trainable parameter count); ``mflops`` (forward FLOPs per image in
+        millions, measured with ``torch.utils.flop_counter.FlopCounterMode`` on a batch of 1 in
+        eval mode, LSTMs added analytically, see :func:`lstm_flops`); ``description``.
+    """
+    entry = get_model_entry(name)
+    model = create_model(name, image_size=image_size).eval()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    flops = _count_flops(model, torch.zeros(1, 1, image_size, image_size))
+    return {
+        "name": name,
+        "params": params,
+        "mflops": round(flops / 1e6, 3),
+        "description": entry.description,
+    }
