@@ -289,14 +289,23 @@ def resolve_train_config(model: str | None = None, *, preset: str | None = None,
     overrides = overrides or {}
     from_dict(TrainConfig, overrides, where="--set/flags")
     name = overrides.get("model") or model or file_values.get("model") or TrainConfig.model
+    if model_defaults is None:
+        model_defaults = registry_defaults(name)
     merged: dict = {"model": name}
-    merged = deep_merge(merged, model_defaults or {})
+    merged = deep_merge(merged, model_defaults)
     if preset:
         merged = deep_merge(merged, load_preset(preset, name))
     merged = deep_merge(merged, file_values)
     merged = deep_merge(merged, overrides)
     merged["model"] = name
     return from_dict(TrainConfig, merged, where="config").validate()
+
+
+def registry_defaults(model: str) -> dict:
+    """The model registry's ``train_defaults`` for ``model`` (an unknown name is a ConfigError)."""
+    from cnnlstm.models import get_model_entry
+
+    return dict(get_model_entry(model).train_defaults or {})
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -45,3 +45,62 @@ def load_data_for_cli(args, *, data_dir=None, download=None, verify=None) -> Dat
         download=getattr(args, "download", True) if download is None else download,
         verify=getattr(args, "verify", True) if verify is None else verify,
         progress=download_progress(getattr(args, "quiet", False)))
+
+
+class TrainingDisplay:
+    """Live progress of training: a bar per epoch on a terminal, one log line per epoch otherwise."""
+
+    def __init__(self, quiet: bool, total_epochs: int | None = None):
+        import sys
+
+        self.quiet = quiet
+        self.live = not quiet and sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+        self.epoch = 0
+
+    def on_step(self, batch: int, n_batches: int, loss: float) -> None:
+        if not self.live:
+            return
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                                     transient=True)
+            self.progress.start()
+        if self.task is None:
+            self.task = self.progress.add_task(f"epoch {self.epoch + 1}", total=n_batches, loss=loss)
+        self.progress.update(self.task, completed=batch, loss=loss)
+
+    def on_epoch(self, row: dict) -> None:
+        self.epoch = row["epoch"]
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        if not self.quiet:
+            import logging
+
+            logging.getLogger("cnnlstm.train").info(
+                "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2e | %.1f s",
+                row["epoch"], row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
+                row["lr"], row["seconds"])
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class training_display:
+    """``with training_display(quiet) as d: fit(..., on_step=d.on_step, on_epoch=d.on_epoch)``."""
+
+    def __init__(self, quiet: bool):
+        self.display = TrainingDisplay(quiet)
+
+    def __enter__(self) -> TrainingDisplay:
+        return self.display
+
+    def __exit__(self, *exc) -> bool:
+        self.display.stop()
+        return False

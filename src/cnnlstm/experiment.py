@@ -1,0 +1,231 @@
+"""One experiment into one run folder: data -> model -> fit -> evaluate -> figures.
+
+This glues the pure steps together for the commands that run training (``train``,
+``reproduce``, ``sweep``); each step stays callable on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cnnlstm import augment as aug
+from cnnlstm import plots
+from cnnlstm.config import TrainConfig, config_to_dict, from_dict
+from cnnlstm.data import Dataset, stratified_split, to_tensor
+from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.evaluate import compute_metrics, predict_probs
+from cnnlstm.models import create_model
+from cnnlstm.runs import (load_checkpoint, load_run_config, read_history, run_lock, weights_path,
+                          write_json)
+from cnnlstm.train import FitData, TrainState, fit, resolve_device, unwrap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Splits:
+    """The three splits as tensors on the training device."""
+
+    fit: FitData
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    test_images: np.ndarray  # uint8 (N, H, W), for figures of misclassified images
+
+
+def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
+    """Stratified train/validation split of the training set (seeded by ``cfg.seed``), test untouched.
+
+    ``limit_train`` keeps the first N training images after the split and ``limit_test`` the first
+    N test images: for smoke runs and tests.
+    """
+    val_size = min(cfg.val_size, len(ds.train_labels) // 5) if cfg.val_size else 0
+    tr_idx, va_idx = stratified_split(ds.train_labels, val_size, cfg.seed)
+    if cfg.limit_train:
+        tr_idx = tr_idx[:cfg.limit_train]
+    n_test = cfg.limit_test or len(ds.test_labels)
+    as_y = lambda a: torch.as_tensor(a, dtype=torch.int64, device=device)  # noqa: E731
+    return Splits(
+        fit=FitData(to_tensor(ds.train_images[tr_idx], device), as_y(ds.train_labels[tr_idx]),
+                    to_tensor(ds.train_images[va_idx], device), as_y(ds.train_labels[va_idx])),
+        test_x=to_tensor(ds.test_images[:n_test], device), test_y=as_y(ds.test_labels[:n_test]),
+        test_images=ds.test_images[:n_test])
+
+
+def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: torch.device) -> torch.nn.Module:
+    """Create ``cfg.model`` with weights drawn from ``cfg.seed`` and move it to ``device``."""
+    torch.manual_seed(cfg.seed)  # weight init and dropout draw from torch's global generator
+    model = create_model(cfg.model, num_classes=num_classes, image_size=image_size, **cfg.model_args)
+    model = model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def configure_runtime(cfg: TrainConfig) -> torch.device:
+    """Pick the device and CPU threads the config asks for."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def check_dataset_matches(cfg: TrainConfig, ds: Dataset) -> None:
+    """A run resumed or evaluated on a different dataset is refused rather than mixed."""
+    if cfg.verify and not ds.verified:
+        raise RunError(f"the run was trained on verified Fashion-MNIST but {ds.source} is not")
+
+
+def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: bool = False,
+              evaluate: bool = True, rank: int = 0, world_size: int = 1, wrap_model=None,
+              on_step: Callable | None = None, on_epoch: Callable | None = None) -> dict:
+    """Train (or resume) one run into ``run_dir`` and evaluate its best weights on the test set.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Saved as ``config.json``; on resume the saved one is used and ``cfg`` is ignored.
+    run_dir : path
+    ds : Dataset
+    resume : bool
+        Continue from ``run_dir/checkpoint.pt`` exactly.
+    evaluate : bool
+        Write ``metrics.json``, ``predictions.npz`` and the figures at the end.
+    rank, world_size : int
+        Data-parallel position (only rank 0 writes files).
+    wrap_model : callable, optional
+        ``wrap_model(model) -> model`` (e.g. DistributedDataParallel).
+    on_step, on_epoch : callable, optional
+        Progress callbacks, see :func:`cnnlstm.train.fit`.
+
+    Returns
+    -------
+    dict
+        ``{"state": TrainState, "metrics": dict or None, "train_seconds": float}``.
+    """
+    run_dir = Path(run_dir)
+    with run_lock(run_dir) if rank == 0 else _no_lock():
+        ckpt = None
+        if resume:
+            cfg = from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
+            if (run_dir / "checkpoint.pt").exists():
+                ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+            else:
+                log.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
+        elif rank == 0:
+            if (run_dir / "checkpoint.pt").exists():
+                raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+            write_json(run_dir / "config.json", config_to_dict(cfg))
+        check_dataset_matches(cfg, ds)
+        device = configure_runtime(cfg)
+        splits = make_splits(ds, cfg, device)
+        model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], device)
+        trained = wrap_model(model) if wrap_model else model
+        if cfg.compile:
+            trained = torch.compile(trained)
+        t0 = time.perf_counter()
+        state = fit(trained, splits.fit, cfg, run_dir, resume=ckpt, rank=rank, world_size=world_size,
+                    on_step=on_step, on_epoch=on_epoch)
+        train_seconds = sum(r["seconds"] for r in state.history)
+        log.debug("fit took %.1f s wall", time.perf_counter() - t0)
+        metrics = None
+        if evaluate and rank == 0:
+            metrics = evaluate_run(run_dir, ds, model=unwrap(model), splits=splits, cfg=cfg, state=state)
+    return {"state": state, "metrics": metrics, "train_seconds": train_seconds}
+
+
+class _no_lock:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def tta_views_for(cfg: TrainConfig):
+    """Test-time views: identity plus each flip training used (None when training used none)."""
+    if not (cfg.flip_h or cfg.flip_v):
+        return None
+    return lambda x: aug.flip_tta_views(x, cfg.flip_h, cfg.flip_v)
+
+
+def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: bool = False,
+                 model=None, splits: Splits | None = None, cfg: TrainConfig | None = None,
+                 state: TrainState | None = None, device: str | None = None, figures: bool = True) -> dict:
+    """Evaluate a run's ``best.pt`` (or ``checkpoint.pt``) on the test set into its folder.
+
+    Writes ``metrics.json``, ``predictions.npz`` (labels, preds, probs) and, with ``figures``,
+    the confusion matrices, ROC curves, training curves and misclassified images.
+    """
+    run_dir = Path(run_dir)
+    if cfg is None:
+        cfg = from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
+    check_dataset_matches(cfg, ds)
+    dev = resolve_device(device or cfg.device)
+    if model is None:
+        model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], dev)
+    ckpt = load_checkpoint(weights_path(run_dir, which), map_location=dev)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise RunError(f"{run_dir}: checkpoint does not match its config.json ({str(exc).splitlines()[0]})") from exc
+    if splits is None:
+        splits = make_splits(ds, cfg, dev)
+    views = tta_views_for(cfg) if tta else None
+    t0 = time.perf_counter()
+    probs = predict_probs(model, splits.test_x, batch_size=cfg.eval_batch_size, tta_views=views)
+    seconds = time.perf_counter() - t0
+    labels = splits.test_y.cpu().numpy()
+    metrics = compute_metrics(labels, probs, ds.classes)
+    history = state.history if state is not None else read_history(run_dir / "history.csv")
+    metrics.update(checkpoint=which, tta=bool(tta), epochs_trained=len(history),
+                   best_epoch=int(ckpt.get("epoch", 0)), train_seconds=sum(r["seconds"] or 0 for r in history),
+                   eval_seconds=seconds, dataset=ds.source, verified=ds.verified)
+    preds = probs.argmax(1)
+    write_json(run_dir / "metrics.json", metrics)
+    _save_npz(run_dir / "predictions.npz", labels=labels, preds=preds, probs=probs.astype(np.float32))
+    if figures:
+        write_run_figures(run_dir, metrics, labels, probs, preds, splits.test_images, ds.classes, history)
+    return metrics
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    import io
+
+    from cnnlstm.runs import atomic_write
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images, classes, history) -> None:
+    """The evaluation figures of one run into ``run_dir/figures``."""
+    fig = run_dir / "figures"
+    fig.mkdir(exist_ok=True)
+    cm = np.asarray(metrics["confusion_matrix"])
+    plots.plot_confusion_matrix(cm, classes, fig / "confusion_matrix.png")
+    plots.plot_confusion_matrix(cm, classes, fig / "confusion_matrix_normalized.png", normalize=True)
+    plots.plot_roc(labels, probs, classes, fig / "roc_worst_class.png", classes=[metrics["worst_class"]])
+    plots.plot_roc(labels, probs, classes, fig / "roc_all.png")
+    if history:
+        plots.plot_history(history, fig / "history.png")
+    plots.plot_misclassified(images, labels, preds, classes, fig / "misclassified.png")
+
+
+def load_run_for_eval(run_dir: str | Path) -> TrainConfig:
+    """The validated config of an existing run folder."""
+    try:
+        return from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
+    except ConfigError as exc:
+        raise RunError(str(exc)) from exc

@@ -1,0 +1,225 @@
+"""The training engine: determinism, exact resume, config reaching components, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlstm import train as T
+from cnnlstm.config import TrainConfig, resolve_train_config
+from cnnlstm.data import load_dataset
+from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.experiment import build_model, make_splits, train_run
+from cnnlstm.runs import load_checkpoint, read_history
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(model="model1", epochs=3, batch_size=32, val_size=40, lr=3e-3, optimizer="adam",
+                schedule="cosine", device="cpu", verify=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base).validate()
+
+
+@pytest.fixture
+def tiny_ds(tiny_data_dir):
+    return load_dataset(tiny_data_dir, verify=False)
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_same_seed_same_history_and_weights(tiny_ds, tmp_path):
+    cfg = tiny_cfg(flip_h=0.5, shift=2)
+    train_run(cfg, tmp_path / "a", tiny_ds, evaluate=False)
+    train_run(cfg, tmp_path / "b", tiny_ds, evaluate=False)
+    ha, hb = read_history(tmp_path / "a/history.csv"), read_history(tmp_path / "b/history.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(ha) == strip(hb) and len(ha) == 3
+    assert_same_weights(weights(tmp_path / "a/checkpoint.pt"), weights(tmp_path / "b/checkpoint.pt"))
+    train_run(tiny_cfg(flip_h=0.5, shift=2, seed=4), tmp_path / "c", tiny_ds, evaluate=False)
+    assert strip(read_history(tmp_path / "c/history.csv")) != strip(ha)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model", ["model1", "ji_cnn_lstm"])
+def test_kill_after_epoch_then_resume_is_bit_identical(tiny_ds, tmp_path, model):
+    """A run that dies right after epoch 1's checkpoint, resumed, equals one never interrupted."""
+    cfg = tiny_cfg(model=model, flip_h=0.5, erase=0.3, model_args={"dropout": 0.2})
+    train_run(cfg, tmp_path / "full", tiny_ds, evaluate=False)
+
+    def die(row):
+        if row["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_epoch=die)
+    assert load_checkpoint(tmp_path / "cut/checkpoint.pt")["train_state"]["epoch"] == 1
+    train_run(None, tmp_path / "cut", tiny_ds, resume=True, evaluate=False)
+    assert_same_weights(weights(tmp_path / "full/checkpoint.pt"), weights(tmp_path / "cut/checkpoint.pt"))
+    assert read_history(tmp_path / "cut/history.csv")[-1]["val_acc"] == \
+        read_history(tmp_path / "full/history.csv")[-1]["val_acc"]
+
+
+def test_sigint_mid_epoch_saves_and_resumes_exactly(tiny_ds, tmp_path):
+    cfg = tiny_cfg(flip_v=0.5, model_args={"dropout": 0.3})
+    train_run(cfg, tmp_path / "full", tiny_ds, evaluate=False)
+    calls = []
+
+    def interrupt(b, n, loss):
+        calls.append(b)
+        if len(calls) == 7:  # epoch 2, step 2 (5 steps per epoch of 160 images)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(T.TrainingInterrupted) as exc:
+        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_step=interrupt)
+    assert exc.value.signum == signal.SIGINT
+    st = load_checkpoint(tmp_path / "cut/checkpoint.pt")["train_state"]
+    assert (st["epoch"], st["step"]) == (1, 2)
+    train_run(None, tmp_path / "cut", tiny_ds, resume=True, evaluate=False)
+    assert_same_weights(weights(tmp_path / "full/checkpoint.pt"), weights(tmp_path / "cut/checkpoint.pt"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_ds, tmp_path, monkeypatch):
+    cfg = tiny_cfg()
+    real = T.build_loss
+
+    def poisoned(cfg_, model):
+        fn = real(cfg_, model)
+        count = {"n": 0}
+
+        def loss(logits, y):
+            count["n"] += 1
+            out = fn(logits, y)
+            return out * float("nan") if count["n"] == 8 else out  # epoch 2, step 2 (5 steps + 1 val call per epoch)
+        return loss
+
+    monkeypatch.setattr(T, "build_loss", poisoned)
+    with pytest.raises(T.NonFiniteLoss, match="epoch 2, step 2"):
+        train_run(cfg, tmp_path / "r", tiny_ds, evaluate=False)
+    assert load_checkpoint(tmp_path / "r/checkpoint.pt")["train_state"]["epoch"] == 1
+    assert issubclass(T.NonFiniteLoss, RunError)
+
+
+def test_early_stopping_and_best_weights(tiny_ds, tmp_path):
+    cfg = tiny_cfg(epochs=8, lr=1e-9, patience=2, schedule="constant")  # nothing improves
+    out = train_run(cfg, tmp_path / "r", tiny_ds, evaluate=False)
+    assert out["state"].epoch < 8
+    best = load_checkpoint(tmp_path / "r/best.pt")
+    assert best["epoch"] == out["state"].best_epoch
+
+
+def test_run_folder_contract_and_overfit(tiny_ds, tmp_path):
+    cfg = tiny_cfg(epochs=6, val_size=40)
+    out = train_run(cfg, tmp_path / "r", tiny_ds)
+    names = {p.name for p in (tmp_path / "r").iterdir()}
+    assert {"config.json", "history.csv", "checkpoint.pt", "best.pt", "metrics.json", "predictions.npz",
+            "figures"} <= names
+    assert json.loads((tmp_path / "r/config.json").read_text())["model"] == "model1"
+    assert out["metrics"]["accuracy"] > 0.5  # the synthetic classes are easy
+    preds = np.load(tmp_path / "r/predictions.npz")
+    assert preds["probs"].shape == (50, 10)
+    with pytest.raises(RunError, match="already holds a run"):
+        train_run(cfg, tmp_path / "r", tiny_ds)
+
+
+# --------------------------------------------------------------------------- config reaches components
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                      ("adamw", torch.optim.AdamW), ("nadam", torch.optim.NAdam),
+                                      ("rmsprop", torch.optim.RMSprop)])
+def test_optimizer_from_config(name, cls):
+    cfg = tiny_cfg(optimizer=name, lr=0.05, weight_decay=0.01, momentum=0.7, nesterov=name == "sgd")
+    opt = T.build_optimizer(torch.nn.Linear(2, 2).parameters(), cfg)
+    group = opt.param_groups[0]
+    assert isinstance(opt, cls) and group["lr"] == 0.05 and group["weight_decay"] == 0.01
+    if name in ("sgd", "rmsprop"):
+        assert group["momentum"] == 0.7
+
+
+def test_schedules():
+    spe = 10
+    const = tiny_cfg(schedule="constant", warmup_epochs=1, epochs=4)
+    assert T.lr_factor(0, 40, spe, const) == pytest.approx(0.1) and T.lr_factor(20, 40, spe, const) == 1
+    step = tiny_cfg(schedule="step", step_epochs=2, gamma=0.5, epochs=4)
+    assert [T.lr_factor(s, 40, spe, step) for s in (0, 19, 20, 39)] == [1, 1, 0.5, 0.5]
+    cos = tiny_cfg(schedule="cosine", epochs=4)
+    assert T.lr_factor(0, 40, spe, cos) == 1 and T.lr_factor(40, 40, spe, cos) == pytest.approx(0)
+    one = tiny_cfg(schedule="onecycle", epochs=4)
+    vals = [T.lr_factor(s, 40, spe, one) for s in range(40)]
+    assert vals[0] == pytest.approx(0.04) and max(vals) == pytest.approx(1, abs=0.01) and vals[-1] < 0.01
+
+
+def test_augment_config_reaches_the_batches():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
+    assert T.build_augment(tiny_cfg()) is None
+    assert torch.equal(T.build_augment(tiny_cfg(flip_h=1.0))(x, g), torch.flip(x, dims=[3]))
+    assert torch.equal(T.build_augment(tiny_cfg(flip_v=1.0))(x, g), torch.flip(x, dims=[2]))
+
+
+def test_loss_config_reaches_the_loss():
+    model = build_model(tiny_cfg(model="cnn_svm"), 10, 28, torch.device("cpu"))
+    logits, y = torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
+    ce = T.build_loss(tiny_cfg(), model)(logits, y)
+    smooth = T.build_loss(tiny_cfg(label_smoothing=0.2), model)(logits, y)
+    svm = T.build_loss(tiny_cfg(loss="svm", svm_c=2.0, svm_penalty=0.0), model)(logits, y)
+    assert ce != smooth
+    hinge = torch.clamp(1 - (torch.nn.functional.one_hot(y, 10) * 2 - 1) * logits, min=0).square().mean()
+    assert svm == pytest.approx(float(2.0 * hinge))
+
+
+def test_model_args_reach_the_model():
+    m = build_model(tiny_cfg(model_args={"batch_norm": True}), 10, 28, torch.device("cpu"))
+    assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+
+
+def test_splits_leave_test_untouched(tiny_ds):
+    s = make_splits(tiny_ds, tiny_cfg(val_size=40), torch.device("cpu"))
+    assert len(s.fit.train_y) == 160 and len(s.fit.val_y) == 40 and len(s.test_y) == 50
+
+
+# --------------------------------------------------------------------------- bad config
+
+
+@pytest.mark.parametrize("overrides,words", [
+    ({"epochz": 3}, "unknown config key 'epochz' (did you mean 'epochs'?)"),
+    ({"epochs": "many"}, "'epochs' must be int"),
+    ({"epochs": -1}, "epochs must be >= 1"),
+    ({"flip_h": 1.5}, "flip_h must be in [0, 1]"),
+    ({"optimizer": "adagrad"}, "'optimizer' must be one of"),
+])
+def test_bad_config_is_a_config_error(overrides, words):
+    with pytest.raises(ConfigError) as err:
+        resolve_train_config("model1", overrides=overrides)
+    assert words in str(err.value)
+
+
+def test_preset_and_file_precedence(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lr: 0.5\nepochs: 2\n")
+    cfg = resolve_train_config("model1", preset="paper", config_file=f, overrides={"epochs": 7})
+    assert (cfg.lr, cfg.epochs, cfg.optimizer) == (0.5, 7, "adam")
+    assert resolve_train_config("cnn_svm").loss == "svm"  # the model's own training default
+
+
+def test_yaml_config_is_loaded_safely(tmp_path):
+    f = tmp_path / "evil.yaml"
+    f.write_text("lr: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve_train_config("model1", config_file=f)
