@@ -82,7 +82,8 @@ def test_translate_matches_roll_and_fills_from_outside() -> None:
     for i in range(3):
         assert torch.equal(out[i], torch.roll(x[i], (int(dy[i]), int(dx[i])), dims=(-2, -1)))
     filled = translate(torch.ones(1, 1, 5, 5), torch.tensor([2]), torch.tensor([0]), fill=-1.0)
-    assert torch.equal(filled[0, 0, :2], -torch.ones(2, 5)) and torch.equal(filled[0, 0, 2:], torch.ones(3, 5))
+    assert torch.equal(filled[0, 0, :2], -torch.ones(2, 5))
+    assert torch.equal(filled[0, 0, 2:], torch.ones(3, 5))
     assert (translate(torch.ones(1, 1, 5, 5), torch.tensor([9]), torch.tensor([0]), fill=7.0) == 7).all()
 
 
@@ -113,7 +114,9 @@ def test_augment_fast_path_and_pipeline() -> None:
     assert torch.equal(augment_batch(x, g, flip_h=1.0), x.flip(-1))
 
 
-@pytest.mark.parametrize("kwargs", [{"flip_h": 1.5}, {"flip_v": -0.1}, {"shift": -1}, {"erase": 2.0}, {"shift": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs", [{"flip_h": 1.5}, {"flip_v": -0.1}, {"shift": -1}, {"erase": 2.0}, {"shift": 1.5}]
+)
 def test_bad_settings_are_config_errors(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         Augment(**kwargs)
@@ -128,6 +131,7 @@ def test_flip_tta_views_follow_training_flips() -> None:
     assert len(flip_tta_views(x, 0.0, 0.5)) == 2
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batch_with_cpu_and_cuda_generators() -> None:
     x = batch().cuda()

@@ -117,7 +117,9 @@ def test_batch_norm_and_dropout_reach_the_model() -> None:
         assert 0.3 in [m.p for m in with_bn.modules() if isinstance(m, nn.Dropout)], name
 
 
-@pytest.mark.parametrize(("seq_axis", "input_size"), [("rows", 64 * 7), ("cols", 64 * 7), ("spatial", 64)])
+@pytest.mark.parametrize(
+    ("seq_axis", "input_size"), [("rows", 64 * 7), ("cols", 64 * 7), ("spatial", 64)]
+)
 def test_seq_axis_changes_the_lstm_input(seq_axis: str, input_size: int) -> None:
     model = create_model("cnn_lstm", seq_axis=seq_axis)
     lstm = next(m for m in model.modules() if isinstance(m, nn.LSTM))
@@ -127,7 +129,9 @@ def test_seq_axis_changes_the_lstm_input(seq_axis: str, input_size: int) -> None
 
 
 def test_lstm_arguments_reach_the_lstm() -> None:
-    model = create_model("model1_lstm", lstm_hidden=20, lstm_layers=2, bidirectional=True, seq_axis="cols")
+    model = create_model(
+        "model1_lstm", lstm_hidden=20, lstm_layers=2, bidirectional=True, seq_axis="cols"
+    )
     lstm = next(m for m in model.modules() if isinstance(m, nn.LSTM))
     assert (lstm.hidden_size, lstm.num_layers, lstm.bidirectional, lstm.input_size) == (20, 2, True, 128)
     assert model.feature_dim == 40
@@ -137,11 +141,25 @@ def test_lstm_arguments_reach_the_lstm() -> None:
 
 
 @pytest.mark.parametrize("pool", ["last", "mean", "attention"])
-def test_pool_modes_differ_and_run(pool: str) -> None:
-    torch.manual_seed(0)
+def test_pool_argument_reaches_the_reader(pool: str) -> None:
     model = create_model("cnn_lstm", pool=pool, dropout=0.0).eval()
+    assert model.reader.pool == pool
     assert model(_images(2)).shape == (2, 10)
-    assert (pool == "attention") == any(isinstance(m, nn.Linear) and m.out_features == 1 for m in model.modules())
+    assert (model.reader.score is not None) == (pool == "attention")
+
+
+def test_mean_pool_and_uniform_attention_average_the_steps() -> None:
+    from cnnlstm.models.hybrid import LSTMReader
+
+    torch.manual_seed(0)
+    seq = torch.randn(3, 5, 6)
+    mean = LSTMReader(6, 4, pool="mean")
+    out, _ = mean.lstm(seq)
+    torch.testing.assert_close(mean(seq), out.mean(dim=1))
+    attention = LSTMReader(6, 4, pool="attention")
+    attention.lstm.load_state_dict(mean.lstm.state_dict())
+    nn.init.zeros_(attention.score.weight)  # equal scores -> softmax weights 1/T
+    torch.testing.assert_close(attention(seq), out.mean(dim=1))
 
 
 def test_last_pool_of_a_bilstm_reads_both_directions_fully() -> None:
@@ -158,7 +176,8 @@ def test_last_pool_of_a_bilstm_reads_both_directions_fully() -> None:
 def test_unknown_model_and_argument_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown model 'nope'; valid: model1, model2"):
         create_model("nope")
-    with pytest.raises(ConfigError, match="model 'model1' has no argument 'lstm_hidden'; valid: .*batch_norm"):
+    no_arg = "model 'model1' has no argument 'lstm_hidden'; valid: .*batch_norm"
+    with pytest.raises(ConfigError, match=no_arg):
         create_model("model1", lstm_hidden=3)
     with pytest.raises(ConfigError, match="seq_axis 'diag'; valid: rows, cols, spatial"):
         create_model("cnn_lstm", seq_axis="diag")

@@ -123,7 +123,8 @@ def make_loss(
         return CrossEntropyLoss(label_smoothing)
     if label_smoothing:
         raise ConfigError(
-            f"invalid label_smoothing {label_smoothing!r} for loss 'svm'; valid: 0 (smoothing is cross-entropy only)"
+            f"invalid label_smoothing {label_smoothing!r} for loss 'svm'; "
+            "valid: 0 (smoothing is cross-entropy only)"
         )
     if not svm_c > 0:
         raise ConfigError(f"invalid svm_c {svm_c!r}; valid: a number > 0")

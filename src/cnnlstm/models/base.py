@@ -131,9 +131,10 @@ def channels_last_(module: nn.Module) -> nn.Module:
     """Store ``module``'s 4-D weights channels-last (NHWC), in place; returns ``module``.
 
     oneDNN's CPU convolutions and max-pooling run about 1.5x faster per training step on NHWC
-    tensors for these small models (measured: Model I 13 -> 9 ms, the flagship 75 -> 47 ms per
-    batch of 128 with 2 threads); a conv whose weight is NHWC returns NHWC output even for an
-    NCHW input, so callers need not convert their batches. ``module.to(device)`` keeps the format.
+    tensors for these small models (measured: Model I 13 -> 9 ms, a 32/64-channel CNN-LSTM
+    75 -> 47 ms per batch of 128 with 2 threads). A conv whose weight is NHWC returns NHWC output
+    even for an NCHW input, so callers need not convert their batches; ``module.to(device)``
+    keeps the format.
     """
     return module.to(memory_format=torch.channels_last)
 

@@ -80,7 +80,9 @@ class TwoConvCNN(ImageClassifier):
         return self.fc(self.conv(x).flatten(1))  # (B, C*H'*W') -> (B, fc_hidden)
 
 
-@register_model("model1", "Plan Table II Model I: Conv(1,8,5) Pool Conv(8,32,5) Pool FC(512,64) FC(64,10)")
+@register_model(
+    "model1", "Plan Table II Model I: Conv(1,8,5) Pool Conv(8,32,5) Pool FC(512,64) FC(64,10)"
+)
 def model1(
     *, num_classes: int = 10, image_size: int = 28, batch_norm: bool = False, dropout: float = 0.0
 ) -> TwoConvCNN:
@@ -91,7 +93,9 @@ def model1(
     )
 
 
-@register_model("model2", "Plan Table II Model II: Conv(1,16,5) Pool Conv(16,32,5) Pool FC(512,32) FC(32,10)")
+@register_model(
+    "model2", "Plan Table II Model II: Conv(1,16,5) Pool Conv(16,32,5) Pool FC(512,32) FC(32,10)"
+)
 def model2(
     *, num_classes: int = 10, image_size: int = 28, batch_norm: bool = False, dropout: float = 0.0
 ) -> TwoConvCNN:
@@ -102,7 +106,9 @@ def model2(
     )
 
 
-@register_model("tf_cnn", "TF-tutorial CNN: conv5x5x32 same, pool, conv5x5x64 same, pool, FC1024, dropout 0.4")
+@register_model(
+    "tf_cnn", "TF-tutorial CNN: conv5x5x32 same, pool, conv5x5x64 same, pool, FC1024, dropout 0.4"
+)
 def tf_cnn(
     *, num_classes: int = 10, image_size: int = 28, batch_norm: bool = False, dropout: float = 0.4
 ) -> TwoConvCNN:

@@ -55,16 +55,16 @@ class ModelEntry:
         Registry key, e.g. ``"model1"``.
     description : str
         One line for ``cnnlstm models`` listings and reports.
-    train_defaults : Mapping[str, Any]
-        Training-config overrides the model needs (e.g. ``{"loss": "svm"}``); read-only.
     builder : Callable[..., ImageClassifier]
         The function that builds the model from keyword arguments.
+    train_defaults : Mapping[str, Any]
+        Training-config overrides the model needs (e.g. ``{"loss": "svm"}``); read-only.
     """
 
     name: str
     description: str
+    builder: Builder = field(repr=False)
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
-    builder: Builder = field(default=None, repr=False)  # type: ignore[assignment]
 
 
 _REGISTRY: dict[str, ModelEntry] = {}  # insertion order = registration order
@@ -96,7 +96,7 @@ def register_model(
             raise ValueError(f"model {name!r} is already registered")
         _check_builder_signature(name, fn)
         defaults = MappingProxyType(dict(train_defaults or {}))
-        _REGISTRY[name] = ModelEntry(name, description, defaults, fn)
+        _REGISTRY[name] = ModelEntry(name, description, fn, defaults)
         return fn
 
     return decorate
