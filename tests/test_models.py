@@ -213,3 +213,23 @@ def test_model_summary_counts_flops_including_lstms() -> None:
     lstm = next(m for m in create_model("ji_cnn_lstm").modules() if isinstance(m, nn.LSTM))
     assert lstm_flops(lstm, 9) == 9 * 4 * (2 * 180 * 128 + 2 * 128 * 128)
     assert math.isclose(ji["mflops"], (ji_cnn_only + lstm_flops(lstm, 9)) / 1e6, abs_tol=1e-3)
+
+
+def test_every_model_runs_under_cpu_bf16_autocast() -> None:
+    for name in list_models():
+        model = create_model(name)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(_images(2))
+        out.float().sum().backward()
+        assert out.shape == (2, 10), name
+
+
+def test_state_dict_round_trip_reproduces_outputs() -> None:
+    torch.manual_seed(0)
+    a = create_model("cnn_lstm").eval()
+    torch.manual_seed(1)
+    b = create_model("cnn_lstm").eval()
+    b.load_state_dict(a.state_dict())
+    x = _images(3)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x))

@@ -200,7 +200,9 @@ class ParallelCNNLSTM(ImageClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, H, W)`` -> ``[cnn features, lstm features]`` ``(B, feature_dim)``."""
         cnn = self.cnn_fc(self.conv(x).flatten(1))  # (B, cnn_features)
-        rnn = self.reader(to_sequence(x, self.seq_axis))  # rows: (B, 28, 28) -> (B, dirs*h)
+        # rows: (B, 28, 28) -> (B, dirs*h). Under autocast the raw fp32 image must be cast like the
+        # conv branch's output: oneDNN's CPU LSTM rejects fp32 input once autocast is on.
+        rnn = self.reader(to_sequence(x, self.seq_axis).to(cnn.dtype))
         return self.dropout(torch.cat([cnn, rnn], dim=1))
 
 
