@@ -23,11 +23,15 @@ from torch import nn
 
 from cnnlstm import augment as aug
 from cnnlstm.config import TrainConfig, config_to_dict
+from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
+from cnnlstm.distributed import all_reduce_sum, any_rank, shard_indices
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.losses import make_loss
 from cnnlstm.runs import CHECKPOINT_FORMAT, save_checkpoint, write_history
 
 log = logging.getLogger(__name__)
+
+BLACK = (0.0 - PIXEL_MEAN) / PIXEL_STD  # a black pixel after normalisation
 
 
 class TrainingInterrupted(Exception):
@@ -116,21 +120,14 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, steps_per_epoch, cfg))
 
 
-def build_augment(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None:
-    """The training-batch augmentation the config asks for, or None when it asks for none."""
-    if not (cfg.flip_h or cfg.flip_v or cfg.shift or cfg.erase):
-        return None
+def build_augment(cfg: TrainConfig) -> aug.Augment | None:
+    """The training-batch augmentation the config asks for, or None when it asks for none.
 
-    def apply(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if cfg.flip_h or cfg.flip_v:
-            x = aug.random_flip(x, cfg.flip_h, cfg.flip_v, gen)
-        if cfg.shift:
-            x = aug.random_shift(x, cfg.shift, gen)
-        if cfg.erase:
-            x = aug.random_erase(x, cfg.erase, gen)
-        return x
-
-    return apply
+    Pixels shifted in and erased rectangles get the normalised value of a black pixel, the
+    Fashion-MNIST background (0 would be mid-grey after normalisation).
+    """
+    augment = aug.Augment(cfg.flip_h, cfg.flip_v, cfg.shift, cfg.erase, fill=BLACK)
+    return augment if augment.enabled else None
 
 
 def build_loss(cfg: TrainConfig, model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -161,13 +158,15 @@ def train_steps(model, x, y, perm, *, opt, sched, loss_fn, augment, gen, batch_s
     """Run the remaining batches of one epoch; return False if stopped early by ``should_stop``.
 
     Batch ``b`` is ``perm[b*batch_size:(b+1)*batch_size]``; under data parallelism rank ``r`` of
-    ``world_size`` takes every ``world_size``-th image of it, so ranks see disjoint shards.
+    ``world_size`` takes every ``world_size``-th image of it, so ranks see disjoint shards, and
+    weights its loss so the averaged gradient is the whole batch's (see
+    :func:`cnnlstm.distributed.shard_indices`).
     """
     model.train()
     n_batches = math.ceil(len(perm) / batch_size)
     run = state.running
     for b in range(state.step, n_batches):
-        idx = perm[b * batch_size:(b + 1) * batch_size][rank::world_size]
+        idx, weight = shard_indices(perm[b * batch_size:(b + 1) * batch_size], rank, world_size)
         xb, yb = x[idx], y[idx]  # (B, 1, H, W), (B,)
         if augment is not None:
             xb = augment(xb, gen)
@@ -178,18 +177,20 @@ def train_steps(model, x, y, perm, *, opt, sched, loss_fn, augment, gen, batch_s
             raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; "
                                 "the last good checkpoint is kept (try a lower lr)")
         opt.zero_grad(set_to_none=True)
+        objective = loss if weight == 1.0 else loss * weight
         if scaler is not None:
-            scaler.scale(loss).backward()
+            scaler.scale(objective).backward()
             scaler.unscale_(opt)
         else:
-            loss.backward()
+            objective.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         (scaler.step(opt), scaler.update()) if scaler is not None else opt.step()
         sched.step()
-        run["loss"] += loss.item() * len(yb)
-        run["correct"] += int((logits.argmax(1) == yb).sum())
-        run["count"] += len(yb)
+        n = len(yb) if weight else 0  # a weight-0 stand-in image (empty shard) is not counted
+        run["loss"] += loss.item() * n
+        run["correct"] += int((logits.argmax(1) == yb).sum()) if n else 0
+        run["count"] += n
         state.step = b + 1
         if on_step:
             on_step(b + 1, n_batches, run["loss"] / max(1, run["count"]))
@@ -269,15 +270,23 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 @contextmanager
-def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[list]:
-    """Turn SIGINT/SIGTERM into a flag checked between batches (so state can be saved first)."""
+def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM), debounce: float = 0.0) -> Iterator[list]:
+    """Turn SIGINT/SIGTERM into a flag checked between batches (so state can be saved first).
+
+    A second signal stops at once, unless it comes within ``debounce`` seconds of the first:
+    under torchrun a terminal's Ctrl-C reaches each worker twice (from the terminal and
+    forwarded by torchrun), which is still one request to save and stop.
+    """
     received: list[int] = []
     previous = {}
+    first = []
 
     def handler(signum, frame):
-        if received:  # a second Ctrl-C: stop now
+        if received and time.monotonic() - first[0] >= debounce:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        received.append(signum)
+        if not received:
+            first.append(time.monotonic())
+            received.append(signum)
 
     try:
         for s in signals:
@@ -377,12 +386,18 @@ def fit(model: nn.Module, data: FitData, cfg: TrainConfig, run_dir: str | Path |
     loss_fn = build_loss(cfg, unwrap(model))
     augment = build_augment(cfg)
     state = restore_state(resume, model, opt, sched, scaler, gen) if resume else TrainState()
+    if resume and rank != 0:  # rank 0's checkpoint holds every shard's partial-epoch sums
+        state.running.update(loss=0.0, correct=0, count=0)
+    if world_size > 1:  # ranks must stop after the same batch (see any_rank)
+        should_stop = lambda: any_rank(bool(received), device)  # noqa: E731
+    else:
+        should_stop = lambda: bool(received)  # noqa: E731
 
     def save(name: str = "checkpoint.pt") -> None:
         if run_dir is not None:
             save_checkpoint(run_dir / name, checkpoint_state(model, opt, sched, scaler, gen, state, cfg))
 
-    with stop_on_signals() as received:
+    with stop_on_signals(debounce=2.0 if world_size > 1 else 0.0) as received:
         while state.epoch < cfg.epochs:
             if cfg.patience and state.bad_epochs >= cfg.patience:
                 log.info("early stopping: no improvement of %s for %d epochs", cfg.monitor, cfg.patience)
@@ -393,17 +408,16 @@ def fit(model: nn.Module, data: FitData, cfg: TrainConfig, run_dir: str | Path |
                 model, data.train_x, data.train_y, perm, opt=opt, sched=sched, loss_fn=loss_fn,
                 augment=augment, gen=gen, batch_size=cfg.batch_size, state=state, epoch=state.epoch,
                 scaler=scaler, amp_dtype=amp_dtype, grad_clip=cfg.grad_clip, rank=rank,
-                world_size=world_size, should_stop=lambda: bool(received), on_step=on_step)
+                world_size=world_size, should_stop=should_stop, on_step=on_step)
             state.running["seconds"] += time.perf_counter() - t0
-            if not finished:
-                save()
-                raise TrainingInterrupted(received[0], run_dir / "checkpoint.pt" if run_dir else Path("-"))
             if world_size > 1:  # every rank saw its own shard: the epoch's figures are their sum
-                from cnnlstm.distributed import all_reduce_sum
-
                 run = state.running
                 run["loss"], run["correct"], run["count"] = all_reduce_sum(
                     [run["loss"], run["correct"], run["count"]], device)
+            if not finished:
+                save()
+                signum = received[0] if received else int(signal.SIGTERM)  # another rank got the signal
+                raise TrainingInterrupted(signum, run_dir / "checkpoint.pt" if run_dir else Path("-"))
             row = end_of_epoch(model, data, loss_fn, cfg, state, sched.get_last_lr()[0])
             if run_dir is not None:
                 if state.best_epoch == state.epoch:
