@@ -130,8 +130,9 @@ def _train(args, cfg, run_dir, ds, dist, display):
                          on_step=display.on_step, on_epoch=display.on_epoch)
     except TrainingInterrupted as exc:
         display.stop()
-        print(f"cnnlstm train: interrupted; state saved to {exc.checkpoint}\n"
-              f"resume with: cnnlstm train --resume {run_dir}", file=sys.stderr)
+        if dist.rank == 0:  # the other ranks saved nothing
+            print(f"cnnlstm train: interrupted; state saved to {exc.checkpoint}\n"
+                  f"resume with: cnnlstm train --resume {run_dir}", file=sys.stderr)
         raise SystemExit(130 if exc.signum == 2 else 143)
 
 
