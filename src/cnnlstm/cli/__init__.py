@@ -70,7 +70,7 @@ def setup_logging(debug: bool, quiet: bool) -> None:
 
     handler = RichHandler(show_path=debug, show_time=False, markup=False, rich_tracebacks=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
-    for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed"):
+    for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed", "openTSNE"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

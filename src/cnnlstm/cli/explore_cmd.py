@@ -1,0 +1,99 @@
+"""``cnnlstm explore``: dataset statistics, the plan's exploratory figures and a raw-pixel t-SNE."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnlstm.cli import add_command
+from cnnlstm.cli.common import add_data_flags, load_data_for_cli
+from cnnlstm.errors import ConfigError
+
+EXAMPLES = """\
+  cnnlstm explore                            # all 70,000 images into runs/explore (t-SNE ~2 min on 2 cores)
+  cnnlstm explore --tsne-samples 10000       # a quicker t-SNE of a seeded 10,000-image sample
+  cnnlstm explore --tsne-samples 0           # statistics and figures only
+  cnnlstm explore --k0 250 --perplexity 50 --out runs/explore-k250
+  cnnlstm report runs/explore                # an HTML + Markdown page of the result
+"""
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_tsne_flags(p: argparse.ArgumentParser) -> None:
+    """--perplexity, --k0, --seed, --jobs: shared by explore and embed."""
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    p.add_argument("--k0", type=non_negative_int, default=None, metavar="K",
+                   help="early-exaggeration iterations (default floor((ln n)^2), natural log: "
+                        "124 for n = 70,000, 84 for n = 10,000)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling, PCA and openTSNE")
+    p.add_argument("--jobs", type=int, default=-1, metavar="N",
+                   help="openTSNE threads (-1 = all cores, or 1 below 5,000 points)")
+
+
+def fmt(value) -> str:
+    """A metric with 4 decimals, or n/a when the sample was too small for it."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def check_tsne_args(args) -> None:
+    if not args.perplexity > 0:
+        raise ConfigError(f"--perplexity must be > 0, got {args.perplexity}")
+    if args.jobs == 0:
+        raise ConfigError("--jobs must be -1 (all cores) or >= 1")
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "explore", help="dataset statistics, figures and a raw-pixel t-SNE",
+                    description="Explore the dataset as the research plan does (Section II.B.1): class "
+                                "balance, box plots of per-image means and variances, sample and mean "
+                                "images, and a t-SNE of the raw pixels of train+test (PCA to 50 dims, PCA "
+                                "initialisation, K0 = floor((ln n)^2) early-exaggeration iterations) with "
+                                "its quality metrics (kNN k=1/10 in pixel space and in the embedding, "
+                                "trustworthiness, Spearman). Writes stats.json, embed.json, "
+                                "embedding.npy and figures/*.png into --out.",
+                    examples=EXAMPLES)
+    p.add_argument("--out", metavar="DIR", default="runs/explore", help="output folder")
+    p.add_argument("--tsne-samples", type=non_negative_int, default=None, metavar="N",
+                   help="images in the t-SNE, a seeded sample of train+test (default: all 70,000; "
+                        "0 = skip the t-SNE)")
+    add_tsne_flags(p)
+    add_data_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cnnlstm.exploration import run_explore
+
+    check_tsne_args(args)
+    if args.tsne_samples is not None and 0 < args.tsne_samples < 5:
+        raise ConfigError(f"--tsne-samples must be 0 (skip) or >= 5, got {args.tsne_samples}")
+    ds = load_data_for_cli(args)
+    out = Path(args.out)
+    stats = run_explore(ds, out, tsne_samples=args.tsne_samples, seed=args.seed, n_jobs=args.jobs,
+                        k0=args.k0, perplexity=args.perplexity)
+    if not args.quiet:
+        print_summary(out, stats)
+    return 0
+
+
+def print_summary(out: Path, stats: dict) -> None:
+    s = stats["splits"]
+    print(f"{s['train']['n']:,} train + {s['test']['n']:,} test images; pixel mean "
+          f"{s['train']['pixel_mean']:.4f}, std {s['train']['pixel_std']:.4f} (train, 0-1 units)")
+    emb = stats.get("embedding")
+    if emb:
+        q, f = emb["quality"]["embedding"], emb["quality"]["features"]
+        print(f"t-SNE of {emb['n']:,} images in {emb['seconds']:.1f} s: K0 = {emb['k0']} ({emb['k0_rule']}), "
+              f"perplexity {emb['perplexity_used']:g}")
+        print(f"10-NN accuracy: pixels {fmt(f['knn10'])}, embedding {fmt(q['knn10'])}; "
+              f"trustworthiness {fmt(q['trustworthiness'])}; Spearman {fmt(q['spearman'])}")
+    print(f"wrote {out / 'stats.json'} and {out / 'figures'}/")

@@ -1,0 +1,330 @@
+"""Run-level glue for the ``explore`` and ``embed`` commands: arrays in, files in a folder out.
+
+:func:`run_explore` writes the dataset exploration of the research plan (Section II.B.1) into a
+folder: ``stats.json``, the figures, and a t-SNE of the raw pixels with its quality metrics.
+:func:`run_embed` embeds the learned features of a trained run (``forward_features`` of its
+``best.pt`` on the test set) into that run's folder.
+
+Both t-SNEs use :func:`cnnlstm.embed.tsne_embed`: PCA to 50 dimensions, PCA initialisation and an
+early-exaggeration phase of ``K0 = floor((ln n)^2)`` iterations (natural logarithm; 124 at
+n = 70,000) unless ``k0`` is given. Both write the same ``embed.json`` layout (see
+:func:`embed_record`), so a report can put raw pixels and each model's features side by side.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnnlstm import explore, plots
+from cnnlstm.data import Dataset
+from cnnlstm.embed import default_k0, embedding_quality, tsne_embed
+from cnnlstm.runs import atomic_write, run_lock, write_json
+
+log = logging.getLogger(__name__)
+
+K0_RULE = "floor(ln(n)^2), natural logarithm (Cai & Ma 2022, as the research plan sets it)"
+N_ITER = 500  # t-SNE iterations after the exaggeration phase
+PCA_DIMS = 50  # dimensions kept by PCA before t-SNE
+QUALITY_SAMPLE = 5000  # kNN query points / trustworthiness sample of embedding_quality
+SAMPLES_PER_CLASS = 8  # images per class in sample_grid.png
+# Below this many points openTSNE's per-iteration work is too small to share: on a busy 2-core
+# machine 2 threads took 28 s for 150 points where 1 thread took 2 s (they wait on each other).
+SINGLE_THREAD_BELOW = 5000
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write(path, buf.getvalue())
+
+
+def subsample(n: int, samples: int | None, seed: int) -> np.ndarray | None:
+    """Sorted seeded random indices of ``samples`` of ``n`` points, or None for all of them.
+
+    Parameters
+    ----------
+    n : int
+        Number of points available.
+    samples : int or None
+        None (or >= n) keeps every point.
+    seed : int
+
+    Returns
+    -------
+    np.ndarray or None
+        int64 indices, or None meaning ``range(n)``.
+    """
+    if samples is None or samples >= n:
+        return None
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=samples, replace=False)).astype(np.int64)
+
+
+def embed_record(*, space: str, n: int, perplexity: float, k0: int | None, seed: int, n_jobs: int,
+                 seconds: float, quality: dict, indices: np.ndarray | None, index_space: str) -> dict:
+    """The ``embed.json`` content shared by raw-pixel and model-feature embeddings.
+
+    Returns
+    -------
+    dict
+        ``space``, ``n``, ``perplexity`` (asked), ``perplexity_used`` (openTSNE's clip to
+        ``(n-1)/3``), ``k0`` (used), ``k0_default`` (``floor((ln n)^2)``), ``k0_rule``
+        (``"default: ..."`` or ``"set by the user"``), the other openTSNE settings, ``seed``,
+        ``n_jobs``, ``seconds``, ``quality`` (:func:`cnnlstm.embed.embedding_quality`),
+        ``index_space`` and ``indices`` (None = every point of ``index_space`` in order).
+    """
+    k0_default = default_k0(n)
+    return {
+        "space": space, "n": int(n), "perplexity": float(perplexity),
+        "perplexity_used": min(float(perplexity), (n - 1) / 3.0),
+        "k0": int(k0_default if k0 is None else k0), "k0_default": k0_default,
+        "k0_rule": f"default: {K0_RULE}" if k0 is None else "set by the user (--k0)",
+        "n_iter": N_ITER, "early_exaggeration": 12, "learning_rate": "auto (n / exaggeration)",
+        "initialization": "pca", "pca_dims": PCA_DIMS, "seed": int(seed),
+        "n_jobs": int(resolve_jobs(n_jobs, n)),
+        "seconds": float(seconds), "quality": quality, "index_space": index_space,
+        "indices": None if indices is None else [int(i) for i in indices],
+    }
+
+
+def resolve_jobs(n_jobs: int, n: int) -> int:
+    """openTSNE threads: ``-1`` means all cores, except 1 thread for fewer than 5,000 points."""
+    if n_jobs == -1 and n < SINGLE_THREAD_BELOW:
+        return 1
+    return n_jobs
+
+
+def embed_points(x: np.ndarray, labels: np.ndarray, *, perplexity: float, k0: int | None, seed: int,
+                 n_jobs: int) -> tuple[np.ndarray, dict, float]:
+    """t-SNE of ``x`` and its quality against ``x`` (``n_jobs`` as :func:`resolve_jobs` reads it).
+
+    Returns
+    -------
+    embedding : np.ndarray
+        ``(N, 2)`` float32.
+    quality : dict
+        :func:`cnnlstm.embed.embedding_quality` (kNN k = 1/10 in ``x`` and in the embedding,
+        trustworthiness, Spearman of pairwise distances).
+    seconds : float
+        Time of the t-SNE alone.
+    """
+    t0 = time.perf_counter()
+    emb = tsne_embed(x, perplexity=perplexity, k0=k0, n_iter=N_ITER, pca_dims=PCA_DIMS, seed=seed,
+                     n_jobs=resolve_jobs(n_jobs, len(x)))
+    seconds = time.perf_counter() - t0
+    quality = embedding_quality(x, emb, labels, sample=QUALITY_SAMPLE, seed=seed)
+    return emb.astype(np.float32), quality, seconds
+
+
+def quality_line(record: dict) -> str:
+    """``n=..., perplexity ..., K0 ...`` plus the embedding-quality numbers, for figure titles."""
+    q = plots.format_quality(record["quality"])
+    return f"n={record['n']:,}, perplexity {record['perplexity_used']:g}, K0={record['k0']}" + (
+        f"\n{q}" if q else "")
+
+
+# --------------------------------------------------------------------------- explore
+
+
+def write_explore_figures(ds: Dataset, fig_dir: Path, images: np.ndarray, labels: np.ndarray,
+                          seed: int) -> None:
+    """The plan's exploratory figures: class balance, box plots, samples and mean images.
+
+    ``images``/``labels`` are train and test together (the plan's box plots use all 70,000).
+    """
+    n_classes = ds.num_classes
+    plots.plot_class_distribution(explore.class_counts(ds.train_labels, n_classes),
+                                  explore.class_counts(ds.test_labels, n_classes), ds.classes,
+                                  fig_dir / "class_distribution.png")
+    means, variances = explore.per_image_stats(images)
+    n = f"{len(labels):,} images"
+    plots.plot_boxplots(means, labels, ds.classes, fig_dir / "boxplot_means.png",
+                        f"Per-image pixel mean by class ({n})", "mean pixel value (0-1)")
+    plots.plot_boxplots(variances, labels, ds.classes, fig_dir / "boxplot_variances.png",
+                        f"Per-image pixel variance by class ({n})", "pixel variance")
+    pick = explore.sample_indices_per_class(ds.train_labels, SAMPLES_PER_CLASS, seed)
+    plots.plot_sample_grid(ds.train_images[pick], ds.train_labels[pick], ds.classes,
+                           fig_dir / "sample_grid.png", per_class=SAMPLES_PER_CLASS)
+    plots.plot_mean_images(explore.class_mean_images(images, labels, n_classes), ds.classes,
+                           fig_dir / "mean_images.png")
+
+
+def raw_tsne(ds: Dataset, out_dir: Path, images: np.ndarray, labels: np.ndarray, *,
+             tsne_samples: int | None, seed: int, n_jobs: int, k0: int | None,
+             perplexity: float) -> dict:
+    """t-SNE of raw pixels (train then test) into ``embedding.npy``, ``embed.json`` and ``tsne_raw.png``."""
+    idx = subsample(len(labels), tsne_samples, seed)
+    sel = slice(None) if idx is None else idx
+    # (N, H*W) float32 in [0, 1]; ~220 MB for all 70,000 images
+    x = images[sel].reshape(-1, images.shape[1] * images.shape[2]).astype(np.float32) / 255.0
+    y = labels[sel]
+    emb, quality, seconds = embed_points(x, y, perplexity=perplexity, k0=k0, seed=seed, n_jobs=n_jobs)
+    record = embed_record(space="raw pixels", n=len(y), perplexity=perplexity, k0=k0, seed=seed,
+                          n_jobs=n_jobs, seconds=seconds, quality=quality, indices=idx,
+                          index_space="train+test (train images first, then test)")
+    _save_npy(out_dir / "embedding.npy", emb)
+    plots.plot_embedding(emb, y, ds.classes, out_dir / "figures" / "tsne_raw.png",
+                         f"t-SNE of raw pixels (PCA init), {quality_line(record)}")
+    write_json(out_dir / "embed.json", record)
+    return record
+
+
+def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = None, seed: int = 0,
+                n_jobs: int = -1, k0: int | None = None, perplexity: float = 30.0) -> dict:
+    """Explore a dataset into ``out_dir``: statistics, figures and a raw-pixel t-SNE.
+
+    Parameters
+    ----------
+    ds : Dataset
+    out_dir : path
+        Created if needed. Receives ``stats.json`` (written last, so its presence means the
+        folder is complete), ``figures/{class_distribution, boxplot_means, boxplot_variances,
+        sample_grid, mean_images, tsne_raw}.png`` and, with a t-SNE, ``embedding.npy`` (float32
+        ``(n, 2)``) and ``embed.json`` (see :func:`embed_record`).
+    tsne_samples : int or None, default None
+        Images embedded, a seeded random subset of train+test; None embeds all of them (the
+        plan's Fig. 4 used all 70,000); 0 skips the t-SNE.
+    seed : int, default 0
+        Seeds the sample images, the t-SNE subset, PCA, openTSNE and the quality sample.
+    n_jobs : int, default -1
+        openTSNE threads (-1 = all cores, or 1 below 5,000 points; see :func:`resolve_jobs`).
+    k0 : int, optional
+        Early-exaggeration iterations; default ``floor((ln n)^2)``.
+    perplexity : float, default 30
+
+    Returns
+    -------
+    dict
+        The ``stats.json`` content: :func:`cnnlstm.explore.dataset_stats` plus ``dataset``
+        (``source``, ``verified``) and ``embedding`` (the ``embed.json`` record, or None).
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    stats = explore.dataset_stats(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
+                                  ds.classes)
+    stats["dataset"] = {"source": ds.source, "verified": ds.verified}
+    images = np.concatenate([ds.train_images, ds.test_images])  # (N, H, W) uint8, train first
+    labels = np.concatenate([ds.train_labels, ds.test_labels]).astype(np.int64)
+    write_explore_figures(ds, out_dir / "figures", images, labels, seed)
+    stats["embedding"] = None
+    if tsne_samples != 0:
+        stats["embedding"] = raw_tsne(ds, out_dir, images, labels, tsne_samples=tsne_samples, seed=seed,
+                                      n_jobs=n_jobs, k0=k0, perplexity=perplexity)
+    write_json(out_dir / "stats.json", stats)
+    log.info("exploration written to %s", out_dir)
+    return stats
+
+
+# --------------------------------------------------------------------------- embed a run
+
+
+def load_run_model(run_dir: Path, cfg, ds: Dataset, device):
+    """The run's model with its ``best.pt`` weights on ``device`` (eval mode).
+
+    Raises
+    ------
+    RunError
+        ``best.pt`` missing or damaged, or weights that do not fit ``config.json``.
+    """
+    from cnnlstm.errors import RunError
+    from cnnlstm.experiment import build_model
+    from cnnlstm.runs import load_checkpoint, weights_path
+
+    ckpt = load_checkpoint(weights_path(run_dir, "best"), map_location=device)
+    model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], device)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise RunError(f"{run_dir}: checkpoint does not match its config.json "
+                       f"({str(exc).splitlines()[0]})") from exc
+    return model.eval()
+
+
+def add_features_to_predictions(path: Path, labels: np.ndarray, features: np.ndarray) -> bool:
+    """Add ``features`` (float16) to an existing ``predictions.npz``, rewritten atomically.
+
+    Returns False (and changes nothing) when the file is absent or its labels are not these.
+    """
+    if not path.exists():
+        return False
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if "labels" in arrays and not np.array_equal(arrays["labels"], labels):
+        log.warning("%s holds other test labels than the embedded ones; features not added", path)
+        return False
+    arrays["features"] = features.astype(np.float16)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+    return True
+
+
+def run_embed(run_dir: str | Path, ds: Dataset, *, samples: int | None = None, perplexity: float = 30.0,
+              k0: int | None = None, seed: int = 0, device: str | None = None, n_jobs: int = -1) -> dict:
+    """t-SNE of a trained run's features on the test set, into the run folder.
+
+    Features are ``forward_features`` of the run's ``best.pt`` on the run's test images (the
+    first ``limit_test`` when the run set one), via :func:`cnnlstm.evaluate.predict_probs`.
+
+    Parameters
+    ----------
+    run_dir : path
+        A finished run folder (``config.json`` and ``best.pt``).
+    ds : Dataset
+        The dataset the run was trained on.
+    samples : int or None, default None
+        Test images embedded (seeded random subset); None embeds all of them.
+    perplexity : float, default 30
+    k0 : int, optional
+        Early-exaggeration iterations; default ``floor((ln n)^2)``.
+    seed : int, default 0
+        Same seed, data and ``n_jobs`` -> identical embedding.
+    device : str, optional
+        Inference device; default the run's ``device``.
+    n_jobs : int, default -1
+        openTSNE threads (-1 = all cores, or 1 below 5,000 points; see :func:`resolve_jobs`).
+
+    Returns
+    -------
+    dict
+        The ``embed.json`` record (:func:`embed_record`). Also writes ``embedding.npy``
+        (float32 ``(n, 2)``), ``figures/tsne.png`` and, if ``predictions.npz`` exists, adds
+        ``features`` (float16, every test image) to it.
+    """
+    from cnnlstm.data import to_tensor
+    from cnnlstm.evaluate import predict_probs
+    from cnnlstm.experiment import check_dataset_matches, load_run_for_eval
+    from cnnlstm.train import resolve_device
+
+    run_dir = Path(run_dir)
+    cfg = load_run_for_eval(run_dir)
+    check_dataset_matches(cfg, ds)
+    dev = resolve_device(device or cfg.device)
+    with run_lock(run_dir):
+        model = load_run_model(run_dir, cfg, ds, dev)
+        n_test = cfg.limit_test or len(ds.test_labels)
+        labels = ds.test_labels[:n_test].astype(np.int64)
+        _, feats = predict_probs(model, to_tensor(ds.test_images[:n_test], dev),
+                                 batch_size=cfg.eval_batch_size, return_features=True)  # (N, F)
+        idx = subsample(n_test, samples, seed)
+        sel = slice(None) if idx is None else idx
+        emb, quality, seconds = embed_points(feats[sel], labels[sel], perplexity=perplexity, k0=k0,
+                                             seed=seed, n_jobs=n_jobs)
+        record = embed_record(space=f"{cfg.model} features (forward_features of best.pt)", n=len(emb),
+                              perplexity=perplexity, k0=k0, seed=seed, n_jobs=n_jobs, seconds=seconds,
+                              quality=quality, indices=idx, index_space="test")
+        record.update(model=cfg.model, feature_dim=int(feats.shape[1]))
+        _save_npy(run_dir / "embedding.npy", emb)
+        plots.plot_embedding(emb, labels[sel], ds.classes, run_dir / "figures" / "tsne.png",
+                             f"t-SNE of {cfg.model} features (PCA init), {quality_line(record)}")
+        record["features_in_predictions"] = add_features_to_predictions(
+            run_dir / "predictions.npz", labels, feats)
+        write_json(run_dir / "embed.json", record)
+    log.info("embedded %d test images of %s in %.1f s", len(emb), run_dir, seconds)
+    return record
