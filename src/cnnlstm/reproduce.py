@@ -1,0 +1,280 @@
+"""The whole study of the research plan as a list of jobs, run resumably into one folder.
+
+A study is: explore the dataset; train and evaluate every model of the plan over N seeds (the
+baselines, the reference models, the hybrids and the flagship); ablate the flagship's
+regularizers and optimizers; embed the best baseline and the best hybrid with t-SNE; write the
+report. Each job writes its own folder and is skipped when that folder is complete, so rerunning
+the same command after an interruption continues where it stopped.
+
+Which run is "best" is decided on validation accuracy, never on test accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from cnnlstm.config import TrainConfig, resolve_train_config
+from cnnlstm.data import Dataset
+from cnnlstm.errors import ConfigError
+from cnnlstm.runs import read_history, read_json
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("model1", "model2")
+REFERENCE_MODELS = ("tf_cnn", "cnn_svm", "ji_cnn_lstm")
+HYBRIDS = ("model1_lstm", "model2_lstm", "parallel_cnn_lstm")
+FLAGSHIP = "cnn_lstm"
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """How big a study is: seeds, training presets, epochs, t-SNE sizes."""
+
+    name: str
+    seeds: int
+    model_preset: str  # training preset of the baselines, reference models and plan hybrids
+    flagship_preset: str  # training preset of the flagship and its ablations
+    overrides: dict = field(default_factory=dict)  # applied to every non-flagship run
+    flagship_overrides: dict = field(default_factory=dict)
+    ablation_overrides: dict = field(default_factory=dict)  # on top of the flagship's, for ablations
+    tsne_samples: int = 70000  # raw-pixel t-SNE of explore (0 = skip)
+    embed_samples: int = 10000  # test images embedded per model
+
+
+STUDY_PRESETS = {
+    # ~10 minutes on a 2-core CPU: one seed, short schedules, everything still measured on the
+    # full test set. The flagship keeps its `fast` schedule so it is worth comparing.
+    "quick": StudyPreset("quick", seeds=1, model_preset="paper", flagship_preset="fast",
+                         overrides={"epochs": 2}, flagship_overrides={},
+                         ablation_overrides={"epochs": 2}, tsne_samples=10000, embed_samples=5000),
+    # The plan's own settings, 3 seeds.
+    "paper": StudyPreset("paper", seeds=3, model_preset="paper", flagship_preset="fast",
+                         tsne_samples=70000, embed_samples=10000),
+    # The flagship's best settings, 3 seeds.
+    "best": StudyPreset("best", seeds=3, model_preset="paper", flagship_preset="best",
+                        overrides={"epochs": 10}, tsne_samples=70000, embed_samples=10000),
+}
+
+ABLATIONS = {
+    # name -> (what changes, config overrides on top of the flagship's config). "all_on" is the
+    # flagship itself under the ablation schedule: the row every other row is compared with.
+    "all_on": ("flagship, everything on", {}),
+    "no_flip": ("random flips off", {"flip_h": 0.0, "flip_v": 0.0}),
+    "no_batchnorm": ("batch norm off", {"model_args": {"batch_norm": False}}),
+    "no_dropout": ("dropout off", {"model_args": {"dropout": 0.0}}),
+    "adam": ("Adam instead of AdamW", {"optimizer": "adam", "weight_decay": 0.0}),
+    "nadam": ("NAdam", {"optimizer": "nadam", "weight_decay": 0.0}),
+    "sgd": ("SGD, momentum 0.9, nesterov", {"optimizer": "sgd", "lr": 0.05, "nesterov": True}),
+}
+
+
+@dataclass
+class Job:
+    """One unit of the study: a training run, the exploration, or an embedding."""
+
+    kind: str  # "explore" | "train" | "embed"
+    name: str  # folder name under the study folder
+    group: str  # "explore", "baseline", "reference", "hybrid", "flagship", "ablation", "embed"
+    cfg: TrainConfig | None = None
+    label: str = ""  # what the report calls it (e.g. the ablation's description)
+    weight: float = 1.0  # relative cost, for the overall ETA
+
+    def folder(self, root: Path) -> Path:
+        """``explore/``, ``runs/<model>-s<seed>/`` (embeddings go into their run) or ``ablations/<name>-s<seed>/``."""
+        if self.kind == "explore":
+            return root / "explore"
+        return root / ("ablations" if self.group == "ablation" else "runs") / self.name
+
+
+def study_preset(name: str) -> StudyPreset:
+    try:
+        return STUDY_PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown study preset '{name}'; choose from {', '.join(STUDY_PRESETS)}") from None
+
+
+def model_config(model: str, preset: StudyPreset, seed: int, common: dict) -> TrainConfig:
+    """The training config of ``model`` in a study: its training preset, the study's overrides."""
+    flagship = model == FLAGSHIP
+    overrides = dict(preset.flagship_overrides if flagship else preset.overrides)
+    overrides.update(common)
+    overrides["seed"] = seed
+    return resolve_train_config(model, preset=preset.flagship_preset if flagship else preset.model_preset,
+                                overrides=overrides)
+
+
+def ablation_config(base: TrainConfig, overrides: dict, extra: dict) -> TrainConfig:
+    """``base`` with an ablation's changes (model_args merge rather than replace)."""
+    from cnnlstm.config import config_to_dict, deep_merge, from_dict
+
+    merged = deep_merge(deep_merge(config_to_dict(base), extra), overrides)
+    return from_dict(TrainConfig, merged, where="ablation").validate()
+
+
+def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | None = None,
+              models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None) -> list[Job]:
+    """Every job of the study, in the order it runs (embeddings are planned after training).
+
+    Parameters
+    ----------
+    preset : StudyPreset
+    seeds : int, optional
+        Overrides the preset's number of seeds (seeds are 0 .. seeds-1).
+    common : dict, optional
+        Config overrides for every run (data location, device, threads, ``limit_train`` ...).
+    models, ablations : tuple of str, optional
+        Subsets, for smaller studies and tests.
+    """
+    common = dict(common or {})
+    n_seeds = seeds or preset.seeds
+    jobs = [Job("explore", "explore", "explore", weight=max(1.0, preset.tsne_samples / 5000))]
+    groups = [(BASELINES, "baseline"), (REFERENCE_MODELS, "reference"), (HYBRIDS, "hybrid"),
+              ((FLAGSHIP,), "flagship")]
+    for names, group in groups:
+        for model in names:
+            if models is not None and model not in models:
+                continue
+            for seed in range(n_seeds):
+                cfg = model_config(model, preset, seed, common)
+                jobs.append(Job("train", f"{model}-s{seed}", group, cfg, label=model, weight=cfg.epochs))
+    if models is None or FLAGSHIP in models:
+        for name, (label, changes) in ABLATIONS.items():
+            if ablations is not None and name not in ablations:
+                continue
+            for seed in range(n_seeds):
+                base = model_config(FLAGSHIP, preset, seed, common)
+                cfg = ablation_config(base, changes, preset.ablation_overrides)
+                jobs.append(Job("train", f"{name}-s{seed}", "ablation", cfg, label=label, weight=cfg.epochs))
+    return jobs
+
+
+def job_done(job: Job, root: Path) -> bool:
+    """A finished job left its final file: metrics.json (train), stats.json (explore), embed.json."""
+    final = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json"}[job.kind]
+    return (job.folder(root) / final).exists()
+
+
+def best_run_by_validation(root: Path, jobs: list[Job], group: str) -> str | None:
+    """The model of ``group`` with the highest mean best-validation accuracy (never test accuracy)."""
+    scores: dict[str, list[float]] = {}
+    for job in jobs:
+        if job.kind != "train" or job.group != group:
+            continue
+        history = read_history(job.folder(root) / "history.csv")
+        vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
+        if vals:
+            scores.setdefault(job.cfg.model, []).append(max(vals))
+    if not scores:
+        return None
+    return max(scores, key=lambda m: sum(scores[m]) / len(scores[m]))
+
+
+def embed_jobs(root: Path, jobs: list[Job]) -> list[Job]:
+    """t-SNE jobs for the best baseline and the best hybrid (flagship included), seed 0's run."""
+    baseline = best_run_by_validation(root, jobs, "baseline")
+    hybrid_scores = {g: best_run_by_validation(root, jobs, g) for g in ("hybrid", "flagship")}
+    candidates = [m for m in hybrid_scores.values() if m]
+    hybrid = None
+    if candidates:
+        hybrid = max(candidates, key=lambda m: _mean_val(root, jobs, m))
+    out = []
+    for model in (baseline, hybrid):
+        if model:
+            run = next(j for j in jobs if j.kind == "train" and j.cfg.model == model and j.group != "ablation")
+            out.append(Job("embed", run.name, "embed", run.cfg, label=model, weight=2.0))
+    return out
+
+
+def _mean_val(root: Path, jobs: list[Job], model: str) -> float:
+    vals = []
+    for job in jobs:
+        if job.kind == "train" and job.group != "ablation" and job.cfg.model == model:
+            history = read_history(job.folder(root) / "history.csv")
+            vals += [max(r["val_acc"] for r in history)] if history else []
+    return sum(vals) / len(vals) if vals else float("-inf")
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class StudyProgress:
+    """Callbacks the CLI gives to show the stage, the run and an overall ETA."""
+
+    on_job_start: Callable[[int, int, Job], None] = lambda i, n, job: None
+    on_job_end: Callable[[int, int, Job, float], None] = lambda i, n, job, seconds: None
+    on_step: Callable | None = None
+    on_epoch: Callable | None = None
+
+
+def run_job(job: Job, root: Path, ds: Dataset, *, progress: StudyProgress, explore_kwargs: dict,
+            embed_kwargs: dict) -> None:
+    """Run (or resume) one job into its folder."""
+    from cnnlstm import exploration
+    from cnnlstm.experiment import train_run
+
+    folder = job.folder(root)
+    if job.kind == "explore":
+        exploration.run_explore(ds, folder, **explore_kwargs)
+    elif job.kind == "train":
+        resume = (folder / "config.json").exists()
+        if resume and (folder / "best.pt").exists() and not (folder / "checkpoint.pt").exists():
+            resume = False
+        cfg = None if resume else job.cfg
+        train_run(cfg, folder, ds, resume=resume, on_step=progress.on_step, on_epoch=progress.on_epoch)
+    elif job.kind == "embed":
+        exploration.run_embed(folder, ds, **embed_kwargs)
+
+
+def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[Job] | None = None,
+              progress: StudyProgress | None = None, seed: int = 0, n_jobs: int = -1) -> dict:
+    """Run every job of the study not yet done, then the embeddings; return a summary dict.
+
+    Returns
+    -------
+    dict
+        ``{"jobs": [...], "skipped": int, "ran": int, "seconds": float}``
+    """
+    root = Path(root)
+    progress = progress or StudyProgress()
+    jobs = jobs if jobs is not None else plan_jobs(preset)
+    explore_kwargs = {"tsne_samples": preset.tsne_samples, "seed": seed, "n_jobs": n_jobs}
+    embed_kwargs = {"samples": preset.embed_samples, "seed": seed}
+    t_start, ran, skipped = time.perf_counter(), 0, 0
+    all_jobs = list(jobs)
+    i = 0
+    while i < len(all_jobs):
+        job = all_jobs[i]
+        if job_done(job, root):
+            skipped += 1
+            log.info("skipping %s (done)", job.name if job.kind != "embed" else f"embed {job.name}")
+        else:
+            progress.on_job_start(i, len(all_jobs), job)
+            t0 = time.perf_counter()
+            run_job(job, root, ds, progress=progress, explore_kwargs=explore_kwargs, embed_kwargs=embed_kwargs)
+            progress.on_job_end(i, len(all_jobs), job, time.perf_counter() - t0)
+            ran += 1
+        i += 1
+        if i == len(jobs):  # training is over: now we know which runs to embed
+            all_jobs += embed_jobs(root, jobs)
+    return {"jobs": all_jobs, "ran": ran, "skipped": skipped, "seconds": time.perf_counter() - t_start}
+
+
+def collect_runs(root: Path, jobs: list[Job]) -> list[dict]:
+    """One record per finished training job: its job, config, metrics and history."""
+    out = []
+    for job in jobs:
+        if job.kind != "train" or not job_done(job, root):
+            continue
+        folder = job.folder(root)
+        out.append({"job": job, "folder": folder, "metrics": read_json(folder / "metrics.json"),
+                    "history": read_history(folder / "history.csv"), "cfg": job.cfg})
+    return out
+
+
+def with_common(cfg: TrainConfig, **values) -> TrainConfig:
+    return replace(cfg, **values)

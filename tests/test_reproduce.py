@@ -1,0 +1,87 @@
+"""`cnnlstm reproduce`: the study on tiny data, its report, and resuming after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnlstm.cli import main
+from cnnlstm.data import load_dataset
+from cnnlstm.reproduce import STUDY_PRESETS, plan_jobs, run_study
+from cnnlstm.study_report import write_study_report
+
+ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--quiet"]
+
+
+def test_plan_covers_the_study():
+    jobs = plan_jobs(STUDY_PRESETS["paper"])
+    trained = {j.cfg.model for j in jobs if j.kind == "train"}
+    assert trained == {"model1", "model2", "tf_cnn", "cnn_svm", "ji_cnn_lstm", "model1_lstm", "model2_lstm",
+                       "parallel_cnn_lstm", "cnn_lstm"}
+    assert sum(j.kind == "train" and j.cfg.model == "model1" for j in jobs) == 3  # 3 seeds
+    abl = {j.name for j in jobs if j.group == "ablation"}
+    assert {"no_flip-s0", "no_batchnorm-s0", "no_dropout-s0", "adam-s0", "nadam-s0", "sgd-s0"} <= abl
+    sgd = next(j for j in jobs if j.name == "sgd-s0")
+    assert sgd.cfg.optimizer == "sgd" and sgd.cfg.model == "cnn_lstm"
+    nobn = next(j for j in jobs if j.name == "no_batchnorm-s1")
+    assert nobn.cfg.model_args["batch_norm"] is False and nobn.cfg.seed == 1
+    assert next(j for j in jobs if j.name == "cnn_svm-s0").cfg.loss == "svm"
+
+
+def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "study"
+    rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out),
+               "--models", "model1,model2,model1_lstm,cnn_lstm", "--ablations", "all_on,no_flip"])
+    assert rc == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for text in ("Table I: published methods vs measured here", "Table II: the plan&#x27;s baselines",
+                 "Model I (plan Table II)", "86.55", "CNN+LSTM (Ji 2022)", "91.36", "Ablations of the flagship",
+                 "not verified Fashion-MNIST"):
+        assert text in html, text
+    assert "| Model II (plan Table II) | 86.28 |" in md
+    assert "data:image/png;base64," in html and "http://" not in html.split("<body")[0]
+    assert (out / "runs/model1-s0/metrics.json").exists() and (out / "ablations/no_flip-s0/metrics.json").exists()
+    assert (out / "explore/stats.json").exists()
+    embedded = sorted(p.parent.name for p in out.glob("runs/*/embed.json"))
+    assert len(embedded) == 2  # the best baseline and the best hybrid, picked on validation accuracy
+
+
+def test_unknown_model_or_ablation_is_a_one_line_error(tiny_data_dir, tmp_path, capsys):
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--models", "nosuch"]) == 2
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--ablations", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("cnnlstm reproduce: error:") for e in err)
+
+
+def test_killed_study_resumes_without_redoing_finished_runs(tiny_data_dir, tmp_path):
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "cnnlstm", "reproduce", "--data-dir", str(tiny_data_dir), *ARGS,
+           "--out", str(out), "--models", "model1,model2", "--tsne-samples", "0"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "runs/model1-s0/metrics.json"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), "the first run never finished"
+    stamp = first.stat().st_mtime_ns, (out / "runs/model1-s0/best.pt").stat().st_mtime_ns
+    ds = load_dataset(tiny_data_dir, verify=False)
+    preset = STUDY_PRESETS["quick"]
+    jobs = plan_jobs(preset, common={"data_dir": str(tiny_data_dir), "verify": False, "limit_train": 60,
+                                     "threads": 1}, models=("model1", "model2"))
+    summary = run_study(out, ds, preset.__class__(**{**preset.__dict__, "tsne_samples": 0}), jobs=jobs)
+    assert summary["skipped"] >= 1
+    assert (first.stat().st_mtime_ns, (out / "runs/model1-s0/best.pt").stat().st_mtime_ns) == stamp
+    assert (out / "runs/model2-s0/metrics.json").exists()
+    assert write_study_report(out, summary["jobs"], preset, ds).exists()
