@@ -27,9 +27,10 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     Float64 on ``device``: counts up to 2**53 stay exact and the sum goes through the backend
     that serves tensors on that device.
     """
+    import torch
     import torch.distributed as dist
 
     if not is_distributed():
@@ -76,6 +78,7 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     at slightly different times, and a rank that stopped alone would leave the others blocked
     in the next gradient all-reduce.
     """
+    import torch
     import torch.distributed as dist
 
     if not is_distributed():
@@ -115,6 +118,8 @@ def shard_indices(batch: torch.Tensor, rank: int, world_size: int) -> tuple[torc
 
 def _backend() -> tuple[str, bool]:
     """``(backend, uses_cuda)`` for this machine (see the module docstring)."""
+    import torch
+
     cuda = torch.cuda.is_available() and os.environ.get(FORCE_CPU_ENV) != "1"
     return ("cpu:gloo,cuda:nccl" if cuda else "gloo"), cuda
 
@@ -140,6 +145,7 @@ def distributed_context() -> Iterator[DistContext]:
     if world <= 1:
         yield DistContext()
         return
+    import torch
     import torch.distributed as dist
 
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -170,6 +176,8 @@ def launch_torchrun(argv: list[str], nproc: int) -> int:
     SIGTERM to this process is passed on to torchrun (which passes it to the workers, who save
     a checkpoint); SIGINT is ignored here because a terminal's Ctrl-C already reaches every
     process of the foreground group.
+
+    This module imports torch lazily, so the launching process stays light.
 
     Returns
     -------
