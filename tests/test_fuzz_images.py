@@ -183,11 +183,8 @@ def test_parse_idx_mutated_bytes(item):
     _check_idx_outcome(item[1])
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="data.parse_idx bug (reported): the int64 product of the declared dims wraps "
-                          "around, so 4 dims of 65536 'match' a header-only file and reshape raises "
-                          "ValueError instead of DatasetError")
 def test_parse_idx_overflowing_dims_are_a_dataset_error():
+    """Found by fuzzing: an int64 product of 4 dims of 65536 wrapped to 0 and 'matched' the file."""
     payload = bytes([0, 0, 8, 4]) + struct.pack(">4I", 65536, 65536, 65536, 65536)
     with pytest.raises(DatasetError):
         data.parse_idx(payload, name="overflow")

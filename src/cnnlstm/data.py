@@ -21,6 +21,7 @@ import io
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -145,7 +146,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DatasetError(f"{name}: truncated IDX header ({len(data)} bytes, need {header})")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow on absurd headers
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "has trailing bytes"
         raise DatasetError(
