@@ -61,6 +61,20 @@ def test_empty_shard_gets_a_weight_zero_stand_in():
     assert w == 1.0 and idx.tolist() == [7, 8, 9]
 
 
+def test_each_rank_gets_its_own_reproducible_random_stream():
+    def draws(seed, rank, epoch, step):
+        gen = torch.Generator()
+        D.reseed_rank(gen, seed, rank, epoch, step)
+        return torch.rand(4, generator=gen), torch.rand(4)  # augmentation stream, dropout stream
+
+    a0, d0 = draws(3, 0, 1, 0)
+    a1, d1 = draws(3, 1, 1, 0)
+    assert not torch.equal(a0, a1) and not torch.equal(d0, d1)  # ranks no longer share flips/masks
+    again = draws(3, 0, 1, 0)
+    assert torch.equal(a0, again[0]) and torch.equal(d0, again[1])  # a function of (seed, rank, epoch, step)
+    assert not torch.equal(a0, draws(3, 0, 2, 0)[0]) and not torch.equal(a0, draws(3, 0, 1, 5)[0])
+
+
 def test_single_process_context_and_collectives_are_no_ops(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with D.distributed_context() as ctx:

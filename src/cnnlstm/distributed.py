@@ -15,7 +15,9 @@ weighted by ``W * len(shard) / len(batch)`` (see :func:`shard_indices`), so DDP'
 average equals the gradient of the mean loss over the whole global batch even when the batch
 does not split evenly. Only the order of the floating-point sums differs, which is why a
 W-process run matches a 1-process run to rounding error, not bit for bit. Batch norm is the
-exception: its statistics are per shard (not synchronised), so BN models differ more.
+exception: its statistics are per shard (not synchronised), so BN models differ more. Random
+augmentation and dropout differ too: each rank reseeds its own stream every epoch
+(:func:`reseed_rank`), so that ranks do not share their random decisions.
 """
 
 from __future__ import annotations
@@ -114,6 +116,24 @@ def shard_indices(batch: torch.Tensor, rank: int, world_size: int) -> tuple[torc
     if len(idx) == 0:
         return batch[:1], 0.0
     return idx, world_size * len(idx) / len(batch)
+
+
+def reseed_rank(gen: "torch.Generator", seed: int, rank: int, epoch: int, step: int) -> None:
+    """Give this rank its own augmentation and dropout randomness, from (seed, rank, epoch, step).
+
+    Every rank starts from the same seed (DDP needs the same initial weights), so without this
+    each rank would draw the same flips, erasing boxes and dropout masks for the same position
+    of its shard: N ranks would share each random decision. Called at every epoch start (and at a
+    mid-epoch resume point) of a data-parallel run only; a single process keeps its one stream.
+    """
+    import hashlib
+
+    import torch
+
+    digest = hashlib.blake2b(f"{seed}:{rank}:{epoch}:{step}".encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "little") & (2**63 - 1)
+    gen.manual_seed(value)
+    torch.manual_seed(value ^ 0x5DEECE66D)  # dropout draws from torch's global generators
 
 
 def _backend() -> tuple[str, bool]:

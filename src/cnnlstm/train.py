@@ -24,7 +24,7 @@ from torch import nn
 from cnnlstm import augment as aug
 from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
-from cnnlstm.distributed import all_reduce_sum, any_rank, shard_indices
+from cnnlstm.distributed import all_reduce_sum, any_rank, reseed_rank, shard_indices
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.losses import make_loss
 from cnnlstm.runs import CHECKPOINT_FORMAT, save_checkpoint, write_history
@@ -403,6 +403,8 @@ def fit(model: nn.Module, data: FitData, cfg: TrainConfig, run_dir: str | Path |
                 log.info("early stopping: no improvement of %s for %d epochs", cfg.monitor, cfg.patience)
                 break
             perm = epoch_permutation(len(data.train_y), cfg.seed, state.epoch, device)
+            if world_size > 1:  # each rank its own random stream (see reseed_rank)
+                reseed_rank(gen, cfg.seed, rank, state.epoch, state.step)
             t0 = time.perf_counter()
             finished = train_steps(
                 model, data.train_x, data.train_y, perm, opt=opt, sched=sched, loss_fn=loss_fn,
