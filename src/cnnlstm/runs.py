@@ -13,18 +13,26 @@ import errno
 import fcntl
 import io
 import json
+import logging
 import os
 import pickle
-import tempfile
+import re
+import secrets
 import time
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
 from cnnlstm.errors import RunError
 
+log = logging.getLogger(__name__)
+
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 CHECKPOINT_FORMAT = 1
+# atomic_write's temp files: ".<name>.<writer pid>.<8 hex digits>.tmp" (the pid tells a dead
+# writer's leftovers from a live one's)
+TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 def default_run_dir(model: str, root: str | Path = "runs") -> Path:
@@ -39,30 +47,58 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write bytes via temp file + fsync + rename.
+    """Write bytes via temp file + fsync + rename, then fsync the folder.
+
+    Readers, and a run resumed after a crash, see either the old file or the new one, never a
+    mix: the rename is atomic, and the data is on disk before it. A writer killed mid-write
+    leaves only its temp file, which :func:`run_lock` removes later.
 
     Raises
     ------
     RunError
-        When the disk is full or not writable; the previous file at ``path`` is left intact.
+        When the disk is full or not writable; the previous file at ``path`` is left intact and
+        no temp file is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # named before it exists, so an interrupt at any point can still remove it; new files get
+    # 0o666 less the umask, like any other file the user creates (mkstemp would make them 0o600)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        previous = "; the previous version is intact" if path.exists() else ""
+        _discard(tmp)
+        reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        previous = "; the previous version is intact" if path.is_file() else ""
         raise RunError(f"could not write {path} ({reason}){previous}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException:  # KeyboardInterrupt mid-write: the old file stays, the temp goes
+        _discard(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _discard(tmp: Path) -> None:
+    with suppress(OSError):  # already renamed, never created, or the folder is gone
+        os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` survive a power cut (best effort: the file is already whole)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems refuse fsync on folders; the data itself is synced
+        log.debug("fsync of folder %s failed: %s", folder, exc)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -102,16 +138,33 @@ def _fmt(value: Any) -> Any:
 
 
 def read_history(path: str | Path) -> list[dict]:
-    """``history.csv`` as a list of dicts of floats (``epoch`` as int; blanks as None)."""
+    """``history.csv`` as a list of dicts of floats (``epoch`` as int; blanks as None).
+
+    Raises
+    ------
+    RunError
+        When the file is unreadable or a row is not numbers (the message names the line).
+    """
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: (int(v) if k == "epoch" else float(v)) if v not in ("", None) else None
-                         for k, v in row.items()})
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                rows.append({k: _parse_cell(k, v) for k, v in row.items()})
+    except (OSError, ValueError, TypeError, csv.Error) as exc:
+        line = len(rows) + 2  # the header is line 1
+        raise RunError(f"{path}: damaged history (line {line}: {exc})") from exc
     return rows
+
+
+def _parse_cell(key: str | None, value: str | None) -> float | int | None:
+    if key is None:  # more cells than header names
+        raise ValueError("too many cells")
+    if value in ("", None):
+        return None
+    return int(value) if key == "epoch" else float(value)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -129,6 +182,10 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     """Load a checkpoint safely: ``weights_only=True`` never runs code from the file.
 
+    A checkpoint may come from anywhere (a download, a shared folder), so it is untrusted input:
+    its pickle may only rebuild tensors and plain containers, and any failure to decode it is
+    reported as a damaged file rather than a crash.
+
     Raises
     ------
     RunError
@@ -141,15 +198,35 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise RunError(f"{path} is missing")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of damaged files
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise RunError(f"{path}: refused to load: it holds objects other than tensors and plain data "
-                       "(a crafted or foreign file; cnnlstm never unpickles code)") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise RunError(f"{path}: damaged or not a checkpoint ({str(exc).splitlines()[0]})") from exc
+        foreign = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if foreign:  # the pickle asks for a function or class: what a code-running payload does
+            raise RunError(f"{path}: refused to load: it asks for {foreign[1]}, not just tensors and plain "
+                           "data (a crafted or foreign file; cnnlstm never unpickles code)") from exc
+        raise RunError(f"{path}: damaged or not a checkpoint ({_unpickling_reason(exc)})") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways (KeyError, IndexError...)
+        raise RunError(f"{path}: damaged or not a checkpoint ({_first_sentence(exc)})") from exc
     if not isinstance(state, dict) or "model" not in state:
         raise RunError(f"{path}: not a cnnlstm checkpoint")
     return state
+
+
+def _unpickling_reason(exc: Exception) -> str:
+    """The one informative line of torch's long weights-only error (e.g. "Unsupported operand 149")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            rest = line.split("WeightsUnpickler error", 1)[1].strip(" :")
+            return rest or (lines[i + 1] if i + 1 < len(lines) else "unsupported pickle data")
+    return _first_sentence(exc)
+
+
+def _first_sentence(exc: Exception) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- locking
@@ -160,11 +237,23 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir`` so two processes never write one run folder.
 
     The lock is ``fcntl.flock`` on ``run_dir/.lock``: the kernel releases it when the process
-    dies, so a killed run never leaves a stale lock behind.
+    dies, so a killed run never leaves a stale lock behind. Once it is held, temp files that
+    killed writers left in the folder are removed.
+
+    Raises
+    ------
+    RunError
+        When another process holds the lock, or ``run_dir`` cannot be a folder (a file is in the
+        way, no permission, disk full).
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} exists and is not a folder; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunError(f"{run_dir}: cannot use it as a run folder ({exc.strerror or exc})") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -173,9 +262,40 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             raise RunError(f"{run_dir} is in use by another cnnlstm process (pid {holder})") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_temp_files(run_dir)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
+    """Delete the temp files of writers that died mid-write (SIGKILL, power cut); return them.
+
+    Only files named like :func:`atomic_write`'s temp files whose writer process is gone are
+    removed, so a live writer's file is never touched.
+    """
+    removed = []
+    for path in Path(run_dir).glob(".*.tmp"):
+        match = TEMP_FILE.match(path.name)
+        if match and not _process_alive(int(match["pid"])):
+            with suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    if removed:
+        log.info("removed %d temp file(s) left by an interrupted writer in %s", len(removed), run_dir)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- reading runs

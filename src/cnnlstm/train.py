@@ -164,6 +164,7 @@ def train_steps(model, x, y, perm, *, opt, sched, loss_fn, augment, gen, batch_s
     """
     model.train()
     n_batches = math.ceil(len(perm) / batch_size)
+    resumed_mid_epoch = state.step > 0
     run = state.running
     for b in range(state.step, n_batches):
         idx, weight = shard_indices(perm[b * batch_size:(b + 1) * batch_size], rank, world_size)
@@ -174,8 +175,10 @@ def train_steps(model, x, y, perm, *, opt, sched, loss_fn, augment, gen, batch_s
             logits = model(xb)
             loss = loss_fn(logits, yb)
         if not torch.isfinite(loss):
+            kept = "the last good checkpoint is kept" if state.epoch or resumed_mid_epoch else \
+                "no checkpoint was written yet"  # every checkpoint is from an epoch end or a resume point
             raise NonFiniteLoss(f"loss became {loss.item()} at epoch {epoch + 1}, step {b + 1}; "
-                                "the last good checkpoint is kept (try a lower lr)")
+                                f"{kept} (try a lower lr)")
         opt.zero_grad(set_to_none=True)
         objective = loss if weight == 1.0 else loss * weight
         if scaler is not None:
@@ -252,12 +255,16 @@ def restore_state(ckpt: dict, model, opt, sched, scaler, gen) -> TrainState:
         unwrap(model).load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise RunError(f"checkpoint does not match the model in config.json ({str(exc).splitlines()[0]})") from exc
-    opt.load_state_dict(ckpt["optimizer"])
-    sched.load_state_dict(ckpt["scheduler"])
-    if scaler is not None and ckpt.get("scaler"):
-        scaler.load_state_dict(ckpt["scaler"])
-    restore_rng(ckpt["rng"], gen)
-    return TrainState(**ckpt["train_state"])
+    try:  # a checkpoint is input: a damaged or foreign one is the user's error, not a crash
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        restore_rng(ckpt["rng"], gen)
+        return TrainState(**ckpt["train_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise RunError(f"checkpoint is incomplete or from another version ({type(exc).__name__}: "
+                       f"{(str(exc).splitlines() or [''])[0]})") from exc
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -134,6 +134,12 @@ def _train(args, cfg, run_dir, ds, dist, display):
             print(f"cnnlstm train: interrupted; state saved to {exc.checkpoint}\n"
                   f"resume with: cnnlstm train --resume {run_dir}", file=sys.stderr)
         raise SystemExit(130 if exc.signum == 2 else 143)
+    except KeyboardInterrupt:  # a second Ctrl-C stops at once; atomic writes keep the last checkpoint whole
+        display.stop()
+        if dist.rank == 0 and (run_dir / "config.json").exists():
+            print(f"cnnlstm train: interrupted; {run_dir} keeps its last checkpoint\n"
+                  f"resume with: cnnlstm train --resume {run_dir}", file=sys.stderr)
+        raise SystemExit(130)
 
 
 def report_result(run_dir: Path, result: dict, quiet: bool) -> None:
