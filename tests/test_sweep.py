@@ -22,7 +22,7 @@ import pytest
 
 from cnnlstm import sweep as S
 from cnnlstm.cli import main
-from cnnlstm.config import TrainConfig, config_to_dict, load_config_file, resolve_train_config
+from cnnlstm.config import config_to_dict, load_config_file, resolve_train_config
 from cnnlstm.data import load_dataset
 from cnnlstm.errors import ConfigError
 from cnnlstm.experiment import train_run
