@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnlstm`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train --nproc` relaunches
     args.debug = getattr(args, "debug", False)
     args.quiet = getattr(args, "quiet", False)
     if not getattr(args, "func", None):

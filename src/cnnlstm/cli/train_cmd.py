@@ -92,7 +92,7 @@ def run(args) -> int:
     if args.nproc and args.nproc > 1:
         from cnnlstm.distributed import launch_torchrun
 
-        return launch_torchrun(sys.argv[1:], args.nproc)
+        return launch_torchrun(args.argv, args.nproc)
     from cnnlstm.experiment import train_run
     from cnnlstm.distributed import distributed_context
 
