@@ -395,8 +395,6 @@ def test_bad_config_file_is_one_line_exit_2(tiny_data_dir, tmp_path, capsys, cas
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: load_config_file lets UnicodeDecodeError escape "
-                                       "(owner of config.py to catch ValueError on read)")
 def test_config_file_that_is_not_text_is_one_line(tiny_data_dir, tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_bytes(b"\xff\xfe\x00binary")
@@ -484,9 +482,6 @@ def test_real_process_user_error_and_debug_traceback(tmp_path):
         assert "cnnlstm.errors.DatasetError" in err and "no such folder" in err
 
 
-@pytest.mark.xfail(strict=True, reason="config.py: TrainConfig.validate accepts non-finite floats "
-                                       "(warmup_epochs=inf -> OverflowError, weight_decay=nan -> ValueError "
-                                       "in torch) and seeds outside [0, 2**63) (ValueError in torch)")
 @pytest.mark.parametrize("flags", [("--schedule", "cosine", "--warmup-epochs", "inf"),
                                    ("--weight-decay", "nan"), ("--seed", "-1"),
                                    ("--seed", "99999999999999999999")])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import types
 import typing
@@ -83,6 +84,12 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check ranges and combinations the types alone cannot; return self."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise ConfigError(f"seed must be in [0, 2**63), got {self.seed}")
         positive = ("epochs", "batch_size", "eval_batch_size", "step_epochs")
         for name in positive:
             if getattr(self, name) < 1:
@@ -191,6 +198,8 @@ def load_config_file(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
