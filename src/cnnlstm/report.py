@@ -133,13 +133,15 @@ def format_cell(value: Any) -> str:
 
 
 def _is_numeric(value: Any) -> bool:
+    """Numbers and number-like text ("1,234", "91.2 ± 0.3", "+0.42") align right."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return True
-    text = str(value).replace(",", "").replace("\u00b1", " ").replace("%", " ").split()
+    words = str(value).replace(",", "").replace("\u00b1", " ").replace("%", " ").split()
     try:
-        return bool(text) and all(float(t) is not None for t in text)
+        [float(w) for w in words]
     except ValueError:
         return False
+    return bool(words)
 
 
 def _columns(columns) -> list[tuple[str, str]]:
@@ -674,11 +676,12 @@ METRIC_LABELS = (("accuracy", "accuracy"), ("precision_macro", "precision (macro
 
 def model_description(model: str) -> str:
     """The registry's one-line description of a model ("" for a model not registered here)."""
-    try:
-        from cnnlstm.models import get_model_entry
+    from cnnlstm.errors import ConfigError
+    from cnnlstm.models import get_model_entry
 
+    try:
         return get_model_entry(model).description
-    except Exception:  # an unknown or renamed model must not stop a report
+    except (ConfigError, KeyError):  # an unknown or renamed model must not stop a report
         return ""
 
 
@@ -895,8 +898,9 @@ def report_sections(runs: Sequence[RunRecord], explores: Sequence[tuple[Path, di
 def default_title(runs: Sequence[RunRecord], explores, sweeps) -> str:
     if len(runs) == 1 and not explores and not sweeps:
         return f"cnnlstm report: {runs[0].name} ({runs[0].model})"
-    parts = [f"{len(runs)} runs" if runs else "", "dataset exploration" if explores else "",
-             f"{len(sweeps)} sweep(s)" if sweeps else ""]
+    parts = [f"{len(runs)} run{'s' * (len(runs) != 1)}" if runs else "",
+             "dataset exploration" if explores else "",
+             f"{len(sweeps)} sweep{'s' * (len(sweeps) != 1)}" if sweeps else ""]
     return "cnnlstm report: " + ", ".join(p for p in parts if p)
 
 
