@@ -39,6 +39,7 @@ class StudyPreset:
     model_preset: str  # training preset of the baselines, reference models and plan hybrids
     flagship_preset: str  # training preset of the flagship and its ablations
     overrides: dict = field(default_factory=dict)  # applied to every non-flagship run
+    model_overrides: dict = field(default_factory=dict)  # model name -> overrides for that model only
     flagship_overrides: dict = field(default_factory=dict)
     ablation_overrides: dict = field(default_factory=dict)  # on top of the flagship's, for ablations
     tsne_samples: int = 70000  # raw-pixel t-SNE of explore (0 = skip)
@@ -48,9 +49,10 @@ class StudyPreset:
 STUDY_PRESETS = {
     # ~10 minutes on a 2-core CPU: one seed, short schedules, everything still measured on the
     # full test set. The flagship keeps its `fast` schedule so it is worth comparing.
+    # The two 3.3M-parameter reference CNNs get one epoch, the ablations one epoch each.
     "quick": StudyPreset("quick", seeds=1, model_preset="paper", flagship_preset="fast",
-                         overrides={"epochs": 2}, flagship_overrides={},
-                         ablation_overrides={"epochs": 2}, tsne_samples=10000, embed_samples=5000),
+                         overrides={"epochs": 2}, model_overrides={"tf_cnn": {"epochs": 1}, "cnn_svm": {"epochs": 1}},
+                         ablation_overrides={"epochs": 1}, tsne_samples=10000, embed_samples=5000),
     # The plan's own settings, 3 seeds.
     "paper": StudyPreset("paper", seeds=3, model_preset="paper", flagship_preset="fast",
                          tsne_samples=70000, embed_samples=10000),
@@ -101,6 +103,7 @@ def model_config(model: str, preset: StudyPreset, seed: int, common: dict) -> Tr
     """The training config of ``model`` in a study: its training preset, the study's overrides."""
     flagship = model == FLAGSHIP
     overrides = dict(preset.flagship_overrides if flagship else preset.overrides)
+    overrides.update(preset.model_overrides.get(model, {}))
     overrides.update(common)
     overrides["seed"] = seed
     return resolve_train_config(model, preset=preset.flagship_preset if flagship else preset.model_preset,
