@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from cnnlstm import augment as aug
-from cnnlstm import plots
 from cnnlstm.config import TrainConfig, config_to_dict, from_dict
 from cnnlstm.data import Dataset, stratified_split, to_tensor
 from cnnlstm.errors import ConfigError, RunError
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 class Splits:
     """The three splits as tensors on the training device."""
 
-    fit: FitData
+    fit: FitData | None  # None when only the test split was built
     test_x: torch.Tensor
     test_y: torch.Tensor
     test_images: np.ndarray  # uint8 (N, H, W), for figures of misclassified images
@@ -56,6 +55,14 @@ def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
                     to_tensor(ds.train_images[va_idx], device), as_y(ds.train_labels[va_idx])),
         test_x=to_tensor(ds.test_images[:n_test], device), test_y=as_y(ds.test_labels[:n_test]),
         test_images=ds.test_images[:n_test])
+
+
+def test_split(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
+    """Only the test tensors (``fit`` is None): all that evaluation needs."""
+    n_test = cfg.limit_test or len(ds.test_labels)
+    return Splits(fit=None, test_x=to_tensor(ds.test_images[:n_test], device),
+                  test_y=torch.as_tensor(ds.test_labels[:n_test], dtype=torch.int64, device=device),
+                  test_images=ds.test_images[:n_test])
 
 
 def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: torch.device) -> torch.nn.Module:
@@ -180,15 +187,17 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
     except RuntimeError as exc:
         raise RunError(f"{run_dir}: checkpoint does not match its config.json ({str(exc).splitlines()[0]})") from exc
     if splits is None:
-        splits = make_splits(ds, cfg, dev)
+        splits = test_split(ds, cfg, dev)
     views = tta_views_for(cfg) if tta else None
+    if tta and views is None:
+        log.warning("--tta: the run trained without flips, so there are no test-time views; evaluating plainly")
     t0 = time.perf_counter()
     probs = predict_probs(model, splits.test_x, batch_size=cfg.eval_batch_size, tta_views=views)
     seconds = time.perf_counter() - t0
     labels = splits.test_y.cpu().numpy()
     metrics = compute_metrics(labels, probs, ds.classes)
     history = state.history if state is not None else read_history(run_dir / "history.csv")
-    metrics.update(checkpoint=which, tta=bool(tta), epochs_trained=len(history),
+    metrics.update(checkpoint=which, tta=views is not None, epochs_trained=len(history),
                    best_epoch=int(ckpt.get("epoch", 0)), train_seconds=sum(r["seconds"] or 0 for r in history),
                    eval_seconds=seconds, dataset=ds.source, verified=ds.verified)
     preds = probs.argmax(1)
@@ -211,6 +220,8 @@ def _save_npz(path: Path, **arrays) -> None:
 
 def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images, classes, history) -> None:
     """The evaluation figures of one run into ``run_dir/figures``."""
+    from cnnlstm import plots  # matplotlib: imported only when figures are drawn
+
     fig = run_dir / "figures"
     fig.mkdir(exist_ok=True)
     cm = np.asarray(metrics["confusion_matrix"])

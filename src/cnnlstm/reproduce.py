@@ -52,7 +52,7 @@ STUDY_PRESETS = {
     # The two 3.3M-parameter reference CNNs get one epoch, the ablations one epoch each.
     "quick": StudyPreset("quick", seeds=1, model_preset="paper", flagship_preset="fast",
                          overrides={"epochs": 2}, model_overrides={"tf_cnn": {"epochs": 1}, "cnn_svm": {"epochs": 1}},
-                         ablation_overrides={"epochs": 1}, tsne_samples=10000, embed_samples=5000),
+                         ablation_overrides={"epochs": 1}, tsne_samples=5000, embed_samples=3000),
     # The plan's own settings, 3 seeds.
     "paper": StudyPreset("paper", seeds=3, model_preset="paper", flagship_preset="fast",
                          tsne_samples=70000, embed_samples=10000),

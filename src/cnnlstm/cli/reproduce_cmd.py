@@ -139,6 +139,12 @@ class StudyDisplay:
 
     def on_epoch(self, row: dict) -> None:
         self.done += 1
+        if not self.live and not self.quiet:
+            import logging
+
+            logging.getLogger("cnnlstm.reproduce").info(
+                "  %s epoch %d: train acc %.4f, val acc %.4f, %.1f s%s", self.job.name if self.job else "",
+                row["epoch"], row["train_acc"], row["val_acc"], row["seconds"], self.eta())
         if self.bar:
             if self.epoch_task is not None:
                 self.bar.remove_task(self.epoch_task)
