@@ -223,3 +223,14 @@ def test_yaml_config_is_loaded_safely(tmp_path):
     f.write_text("lr: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         resolve_train_config("model1", config_file=f)
+
+
+def test_tensorboard_logs_every_epoch(tiny_ds, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install 'cnnlstm[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_run(tiny_cfg(epochs=2, tensorboard=True), tmp_path / "r", tiny_ds, evaluate=False)
+    acc = EventAccumulator(str(tmp_path / "r/tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val_acc")] == [1, 2]
+    assert "train_loss" in acc.Tags()["scalars"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -141,14 +142,47 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
         if cfg.compile:
             trained = torch.compile(trained)
         t0 = time.perf_counter()
-        state = fit(trained, splits.fit, cfg, run_dir, resume=ckpt, rank=rank, world_size=world_size,
-                    on_step=on_step, on_epoch=on_epoch)
+        with tensorboard_writer(cfg, run_dir, rank) as log_epoch:
+            def epoch_done(row: dict) -> None:
+                log_epoch(row)
+                if on_epoch:
+                    on_epoch(row)
+
+            state = fit(trained, splits.fit, cfg, run_dir, resume=ckpt, rank=rank, world_size=world_size,
+                        on_step=on_step, on_epoch=epoch_done)
         train_seconds = sum(r["seconds"] for r in state.history)
         log.debug("fit took %.1f s wall", time.perf_counter() - t0)
         metrics = None
         if evaluate and rank == 0:
             metrics = evaluate_run(run_dir, ds, model=unwrap(model), splits=splits, cfg=cfg, state=state)
     return {"state": state, "metrics": metrics, "train_seconds": train_seconds}
+
+
+@contextmanager
+def tensorboard_writer(cfg: TrainConfig, run_dir: Path, rank: int):
+    """Yield ``log(row)`` writing each epoch's history row to ``run_dir/tensorboard`` when asked.
+
+    With ``cfg.tensorboard`` off (or on ranks other than 0) the logger does nothing.
+    """
+    if not cfg.tensorboard or rank != 0:
+        yield lambda row: None
+        return
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'cnnlstm[tensorboard]'") from exc
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log_row(row: dict) -> None:
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
+            if row.get(key) is not None:
+                writer.add_scalar(key, row[key], row["epoch"])
+        writer.flush()
+
+    try:
+        yield log_row
+    finally:
+        writer.close()
 
 
 class _no_lock:
