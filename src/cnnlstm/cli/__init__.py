@@ -20,7 +20,7 @@ COMMANDS = ("data", "models", "train", "evaluate", "explore", "embed", "report",
 
 EPILOG = """examples:
   cnnlstm data                          # where the dataset is, counts, checksums
-  cnnlstm train cnn_lstm --preset fast  # the flagship, ~92% in about 90 s on a laptop CPU
+  cnnlstm train cnn_lstm --preset fast  # the flagship, ~92% in about 100 s on 2 CPU cores
   cnnlstm reproduce --preset quick      # the whole study and its report
   cnnlstm COMMAND --help                # details and examples of each command
 """
