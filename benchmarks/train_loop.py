@@ -118,7 +118,7 @@ def main() -> None:
     x, y = to_tensor(images), torch.as_tensor(labels)
     batches = [int(b) for b in args.batches.split(",")]
     results = {"tutorial (batch 64)": [], **{f"cnnlstm (batch {b})": [] for b in batches}}
-    loader_only, slicing_only = [], []
+    loader_only = []
     for r in range(args.repeats):
         torch.manual_seed(r)
         results["tutorial (batch 64)"].append(tutorial_epoch(create_model(args.model), images, labels, r))
@@ -142,7 +142,8 @@ def main() -> None:
     best_b = max(batches, key=lambda b: med[f"cnnlstm (batch {b})"])
     achieved = flops * med[f"cnnlstm (batch {best_b})"] / 1e9
     print(f"  fp32 matmul peak (2048^2, this process): {peak:.0f} GFLOP/s")
-    print(f"  achieved in cnnlstm's loop (batch {best_b}): {achieved:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of peak "
+    print(f"  achieved in cnnlstm's loop (batch {best_b}): {achieved:.1f} GFLOP/s = "
+          f"{100 * achieved / peak:.1f}% of peak "
           f"({flops / 1e6:.2f} MFLOP per training image = 3 x forward)")
 
 

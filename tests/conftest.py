@@ -99,5 +99,5 @@ def _torch_threads():
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "realdata" in item.keywords and not real_data_available():
-            item.add_marker(pytest.mark.skip(reason="real Fashion-MNIST absent: `apt-get install dataset-fashion-mnist`"))
+            item.add_marker(requires_real_data)
     os.environ.setdefault("MPLBACKEND", "Agg")

@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from cnnlstm.cli import main
 from cnnlstm.data import load_dataset
 from cnnlstm.reproduce import STUDY_PRESETS, plan_jobs, run_study

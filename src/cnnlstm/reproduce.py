@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -277,7 +277,3 @@ def collect_runs(root: Path, jobs: list[Job]) -> list[dict]:
         out.append({"job": job, "folder": folder, "metrics": read_json(folder / "metrics.json"),
                     "history": read_history(folder / "history.csv"), "cfg": job.cfg})
     return out
-
-
-def with_common(cfg: TrainConfig, **values) -> TrainConfig:
-    return replace(cfg, **values)

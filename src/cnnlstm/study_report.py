@@ -60,7 +60,8 @@ def measured_row(label: str, published: dict | None, agg: dict | None) -> dict:
     row = {"model": label,
            "published": f"{published['accuracy']:.2f}" if published else "—",
            "source": published["source"] if published else "",
-           "measured (test %)": "not run" if label_is_model(label) else "—", "seeds": "", "epochs": "", "train time (s)": "", "Δ vs published": ""}
+           "measured (test %)": "not run" if label_is_model(label) else "—",
+           "seeds": "", "epochs": "", "train time (s)": "", "Δ vs published": ""}
     if agg:
         row.update({"measured (test %)": fmt_pct(agg["acc_mean"], agg["acc_std"], agg["n"]),
                     "seeds": agg["n"], "epochs": agg["epochs"], "train time (s)": f"{agg['seconds']:.0f}"})
@@ -214,9 +215,10 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
     hybrids = hybrid_rows(models)
     if hybrids:
         sections.append(Section("CNN-LSTM hybrids vs the baselines", [Table(hybrids, list(hybrids[0]))]))
+    ranked = sorted(models.items(), key=lambda kv: -kv[1]["acc_mean"])
     all_rows = [{"model": m, "test %": fmt_pct(a["acc_mean"], a["acc_std"], a["n"]),
                  "macro F1 %": f"{100 * a['f1_mean']:.2f}", "seeds": a["n"], "epochs": a["epochs"],
-                 "train time (s)": f"{a['seconds']:.0f}"} for m, a in sorted(models.items(), key=lambda kv: -kv[1]["acc_mean"])]
+                 "train time (s)": f"{a['seconds']:.0f}"} for m, a in ranked]
     if all_rows:
         sections.append(Section("All models, ranked", [Table(all_rows, list(all_rows[0]))]))
     abl = ablation_rows(ablations)

@@ -93,7 +93,6 @@ def run(args) -> int:
         from cnnlstm.distributed import launch_torchrun
 
         return launch_torchrun(args.argv, args.nproc)
-    from cnnlstm.experiment import train_run
     from cnnlstm.distributed import distributed_context
 
     with distributed_context() as dist:
