@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -49,21 +49,21 @@ def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     tr_idx, va_idx = stratified_split(ds.train_labels, val_size, cfg.seed)
     if cfg.limit_train:
         tr_idx = tr_idx[:cfg.limit_train]
-    n_test = cfg.limit_test or len(ds.test_labels)
-    as_y = lambda a: torch.as_tensor(a, dtype=torch.int64, device=device)  # noqa: E731
-    return Splits(
-        fit=FitData(to_tensor(ds.train_images[tr_idx], device), as_y(ds.train_labels[tr_idx]),
-                    to_tensor(ds.train_images[va_idx], device), as_y(ds.train_labels[va_idx])),
-        test_x=to_tensor(ds.test_images[:n_test], device), test_y=as_y(ds.test_labels[:n_test]),
-        test_images=ds.test_images[:n_test])
+    splits = test_split(ds, cfg, device)
+    splits.fit = FitData(to_tensor(ds.train_images[tr_idx], device), labels_tensor(ds.train_labels[tr_idx], device),
+                         to_tensor(ds.train_images[va_idx], device), labels_tensor(ds.train_labels[va_idx], device))
+    return splits
+
+
+def labels_tensor(labels: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(labels, dtype=torch.int64, device=device)
 
 
 def test_split(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     """Only the test tensors (``fit`` is None): all that evaluation needs."""
     n_test = cfg.limit_test or len(ds.test_labels)
     return Splits(fit=None, test_x=to_tensor(ds.test_images[:n_test], device),
-                  test_y=torch.as_tensor(ds.test_labels[:n_test], dtype=torch.int64, device=device),
-                  test_images=ds.test_images[:n_test])
+                  test_y=labels_tensor(ds.test_labels[:n_test], device), test_images=ds.test_images[:n_test])
 
 
 def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: torch.device) -> torch.nn.Module:
@@ -122,7 +122,7 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
         ``{"state": TrainState, "metrics": dict or None, "train_seconds": float}``.
     """
     run_dir = Path(run_dir)
-    with run_lock(run_dir) if rank == 0 else _no_lock():
+    with run_lock(run_dir) if rank == 0 else nullcontext():
         ckpt = None
         if resume:
             cfg = from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
@@ -185,12 +185,20 @@ def tensorboard_writer(cfg: TrainConfig, run_dir: Path, rank: int):
         writer.close()
 
 
-class _no_lock:
-    def __enter__(self):
-        return None
+def load_run_weights(model: torch.nn.Module, run_dir: Path, which: str, device) -> dict:
+    """Load a run's ``best.pt`` (``which="best"``) or ``checkpoint.pt`` into ``model``; return the checkpoint.
 
-    def __exit__(self, *exc):
-        return False
+    Raises
+    ------
+    RunError
+        The file is missing or damaged, or its weights do not fit the model of ``config.json``.
+    """
+    ckpt = load_checkpoint(weights_path(run_dir, which), map_location=device)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise RunError(f"{run_dir}: checkpoint does not match its config.json ({str(exc).splitlines()[0]})") from exc
+    return ckpt
 
 
 def tta_views_for(cfg: TrainConfig):
@@ -215,11 +223,7 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
     dev = resolve_device(device or cfg.device)
     if model is None:
         model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], dev)
-    ckpt = load_checkpoint(weights_path(run_dir, which), map_location=dev)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise RunError(f"{run_dir}: checkpoint does not match its config.json ({str(exc).splitlines()[0]})") from exc
+    ckpt = load_run_weights(model, run_dir, which, dev)
     if splits is None:
         splits = test_split(ds, cfg, dev)
     views = tta_views_for(cfg) if tta else None

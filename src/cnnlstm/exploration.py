@@ -232,17 +232,10 @@ def load_run_model(run_dir: Path, cfg, ds: Dataset, device):
     RunError
         ``best.pt`` missing or damaged, or weights that do not fit ``config.json``.
     """
-    from cnnlstm.errors import RunError
-    from cnnlstm.experiment import build_model
-    from cnnlstm.runs import load_checkpoint, weights_path
+    from cnnlstm.experiment import build_model, load_run_weights
 
-    ckpt = load_checkpoint(weights_path(run_dir, "best"), map_location=device)
     model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], device)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise RunError(f"{run_dir}: checkpoint does not match its config.json "
-                       f"({str(exc).splitlines()[0]})") from exc
+    load_run_weights(model, Path(run_dir), "best", device)
     return model.eval()
 
 
