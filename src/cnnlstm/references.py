@@ -3,7 +3,8 @@
 Plain data: one :class:`Reference` per published result (from the research plan's Tables I and
 II, the Fashion-MNIST README's benchmark list and Agarap's CNN-SVM paper). ``model`` names the
 registered model that re-implements it, if any; results without one (human performance,
-ResNet18, ...) are context rows in the report's reference table.
+ResNet18, ...) are context rows in the report's reference table. ``recipe`` says how the source
+trained the model; the ``paper`` preset (``presets/paper.toml``) encodes it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from dataclasses import dataclass
 
 FASHION_README = "https://github.com/zalandoresearch/fashion-mnist"
 AGARAP_ARXIV = "https://arxiv.org/abs/1712.03541"
+AGARAP_REPO = "https://github.com/AFAgarap/cnn-svm"
+FASHION_CONVNET = "https://github.com/zalandoresearch/fashion-mnist/blob/master/benchmark/convnet.py"
+TF_LAYERS_TUTORIAL = ("https://github.com/tensorflow/tensorflow/blob/master/"
+                      "tensorflow/examples/tutorials/layers/cnn_mnist.py")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,10 @@ class Reference:
         The registered model (``cnnlstm models``) that re-implements it.
     note : str
         Anything needed to read the number fairly.
+    recipe : str
+        How the source trained the model, in one line ("" when not recorded).
+    recipe_source : str
+        Where the recipe is stated (file, table or URL).
     """
 
     key: str
@@ -43,6 +52,8 @@ class Reference:
     url: str = ""
     model: str | None = None
     note: str = ""
+    recipe: str = ""
+    recipe_source: str = ""
 
 
 REFERENCES: tuple[Reference, ...] = (
@@ -54,14 +65,30 @@ REFERENCES: tuple[Reference, ...] = (
               note="Conv(1,16,5) Pool Conv(16,32,5) Pool FC(512,32) FC(32,10)"),
     Reference("ji_cnn_lstm", "CNN+LSTM (Ji 2022)", 91.36, "research plan Table I, citing Ji 2022 [1]",
               model="ji_cnn_lstm", note="Conv 3x3x20, MaxPool 2x2, Conv 5x5x20, LSTM + FC + softmax; "
-              "no public wiring detail"),
+              "no public wiring detail",
+              recipe="only \"Optimizer: Maximum Likelihood\" (the loss) is stated; epochs, batch size, "
+              "optimizer, learning rate and dropout are not public",
+              recipe_source="research plan Table I; Ji, Proc. SPIE 12258 (NNICE 2022), pp. 178-184 "
+              "(full text not openly available)"),
     Reference("tf_cnn", "CNN, TensorFlow tutorial", 91.60, "Fashion-MNIST README (plan Table I)",
               FASHION_README, model="tf_cnn", note="conv5x5x32 same, pool, conv5x5x64 same, pool, "
-              "FC1024, dropout 0.4"),
+              "FC1024, dropout 0.4",
+              recipe="plain SGD lr 0.001, batch 400, 100 rounds x 2,000 steps (200,000 steps) on all "
+              "60,000 training images, test accuracy after each round (which round gave 91.6% is not "
+              "stated); softmax cross-entropy, dropout 0.4, no augmentation (the TF tutorial itself: "
+              "batch 100, 20,000 steps)",
+              recipe_source=f"{FASHION_CONVNET} (the README row's code link); {TF_LAYERS_TUTORIAL}"),
     Reference("cnn_svm", "CNN-SVM (Agarap)", 90.72, "Agarap, arXiv 1712.03541 (plan Table I)", AGARAP_ARXIV,
-              model="cnn_svm", note="L2-SVM head; the same CNN with softmax reached 91.86%"),
+              model="cnn_svm", note="L2-SVM head; the same CNN with softmax reached 91.86%",
+              recipe="Adam lr 1e-3, batch 128, 10,000 steps on 55,000 training images, dropout 0.5, "
+              "loss mean(W^2) + C*mean(max(0, 1 - y*out)^2) with C = 1, weights truncated-normal "
+              "std 0.1, biases 0.1, no augmentation",
+              recipe_source=f"{AGARAP_REPO}: README Results table, main.py, model/cnn_svm.py"),
     Reference("cnn_softmax_agarap", "CNN-Softmax twin (Agarap)", 91.86, "Agarap, arXiv 1712.03541",
-              AGARAP_ARXIV, note="the CNN-SVM's softmax twin"),
+              AGARAP_ARXIV, note="the CNN-SVM's softmax twin",
+              recipe="as the CNN-SVM but softmax cross-entropy: Adam lr 1e-3, batch 128, 10,000 steps, "
+              "dropout 0.5",
+              recipe_source=f"{AGARAP_REPO}: README Results table, main.py, model/cnn_softmax.py"),
     Reference("gru_svm", "GRU+SVM (Agarap)", 88.8, "Fashion-MNIST README", FASHION_README),
     Reference("gru_svm_dropout", "GRU+SVM with dropout (Agarap)", 89.7, "Fashion-MNIST README",
               FASHION_README),
