@@ -12,7 +12,7 @@ from pathlib import Path
 from cnnlstm.cli import main
 from cnnlstm.data import load_dataset
 from cnnlstm.reproduce import STUDY_PRESETS, plan_jobs, run_study
-from cnnlstm.study_report import write_study_report
+from cnnlstm.report.study import write_study_report
 
 ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--quiet"]
 

@@ -51,7 +51,7 @@ def run(args) -> int:
 
     from cnnlstm.errors import ConfigError
     from cnnlstm.reproduce import ABLATIONS, job_done, plan_jobs, run_study, study_preset
-    from cnnlstm.study_report import write_study_report
+    from cnnlstm.report.study import write_study_report
 
     preset = study_preset(args.preset)
     if args.tsne_samples is not None:

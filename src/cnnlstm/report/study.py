@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlstm import plots, report
-from cnnlstm.report import Figure, Figures, Paragraph, Section, Table
+from cnnlstm import plots
 from cnnlstm.data import Dataset
 from cnnlstm.references import REFERENCES
+from cnnlstm.report.page import Figure, Figures, Paragraph, Section, Table, write_report
 from cnnlstm.reproduce import ABLATIONS, FLAGSHIP, Job, StudyPreset, collect_runs
 from cnnlstm.runs import read_json
+from cnnlstm.stats import mean_std
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,8 @@ HYBRID_PAIRS = (("model1_lstm", "model1"), ("model2_lstm", "model2"), ("parallel
                 (FLAGSHIP, "model1"), (FLAGSHIP, "model2"))
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def fmt_pct(mean: float, std: float, n: int) -> str:
+def fmt_pct(mean: float, std: float | None, n: int) -> str:
+    """``"mean ± std"`` in percent; the mean alone for one seed (whose std is None)."""
     return f"{100 * mean:.2f} ± {100 * std:.2f}" if n > 1 else f"{100 * mean:.2f}"
 
 
@@ -187,7 +184,7 @@ def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, d
     tsne_png, tsne_rows = tsne_figure(root, jobs, ds, fig_dir / "tsne_comparison.png")
     sections = build_sections(root, preset, models, ablations, one, two, tsne_png, tsne_rows, ds)
     out = root / "report.html"
-    report.write_report(out, f"cnnlstm study ({preset.name})", sections)
+    write_report(out, f"cnnlstm study ({preset.name})", sections)
     return out
 
 
