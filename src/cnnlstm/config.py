@@ -217,6 +217,37 @@ def load_config_file(path: str | Path) -> dict:
     return data
 
 
+def dump_config(cfg: dict, fmt: str, header: str = "") -> str:
+    """``cfg`` as a ``toml``, ``yaml`` or ``json`` text that ``cnnlstm train --config`` reads.
+
+    TOML has no null: keys whose value is None (their default, e.g. ``data_dir``) are left out.
+    """
+    if fmt == "json":
+        return json.dumps(cfg, indent=2) + "\n"
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    if fmt in ("yaml", "yml"):
+        return comment + yaml.safe_dump(cfg, sort_keys=False)
+    if fmt != "toml":
+        raise ConfigError(f"unknown config format {fmt!r}; use toml, yaml or json")
+    lines = [f"{k} = {_toml_value(v)}" for k, v in cfg.items() if v is not None and not isinstance(v, dict)]
+    for key, table in cfg.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return comment + "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} as TOML")
+
+
 def parse_set(items: list[str]) -> dict:
     """``["lr=3e-3", "model_args.dropout=0.2", "model_args.channels=[32,64]"]`` -> nested dict.
 
@@ -234,14 +265,25 @@ def parse_set(items: list[str]) -> dict:
             value = raw
         if isinstance(value, str) and _looks_like_float(value):
             value = float(value)  # YAML 1.1 reads "1e-3" as a string
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: '{part}' is not a table")
-        node[leaf] = value
+        set_dotted(out, key.strip(), value, where=f"--set {item!r}")
     return out
+
+
+def set_dotted(tree: dict, key: str, value: Any, where: str = "config") -> None:
+    """Set ``tree["a"]["b"] = value`` for ``key = "a.b"``, creating the tables on the way.
+
+    Raises
+    ------
+    ConfigError
+        ``"<where>: 'a' is not a table"`` when a parent key already holds a value.
+    """
+    node = tree
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: '{part}' is not a table")
+    node[leaf] = value
 
 
 def _looks_like_float(text: str) -> bool:

@@ -9,6 +9,7 @@ palette images (mode ``"P"``) at :data:`DPI` dots per inch.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,10 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from PIL import Image  # a matplotlib dependency
+
+from cnnlstm.runs import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,8 @@ def _save(fig: Figure, path) -> Path:
     """Render on the Agg canvas and write an 8-bit palette PNG.
 
     A 256-colour palette is visually the same for these flat-colour figures and keeps dense
-    scatter plots (70,000 points) to a fraction of the size of an RGBA PNG.
+    scatter plots (70,000 points) to a fraction of the size of an RGBA PNG. The file is written
+    atomically (:func:`cnnlstm.runs.atomic_write`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +59,9 @@ def _save(fig: Figure, path) -> Path:
     rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     palette = rgb.quantize(colors=PALETTE_COLORS, method=Image.Quantize.MEDIANCUT,
                            dither=Image.Dither.NONE)
-    palette.save(path, format="PNG", optimize=True, dpi=(DPI, DPI))
+    png = io.BytesIO()
+    palette.save(png, format="PNG", optimize=True, dpi=(DPI, DPI))
+    atomic_write(path, png.getvalue())  # a report read meanwhile never sees half a PNG
     log.debug("wrote %s", path)
     return path
 
@@ -426,4 +433,73 @@ def plot_embeddings_side_by_side(panels: Sequence, class_names: Sequence[str], p
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     fig.legend(handles=_class_legend(class_names), loc="outside right center", fontsize=8)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def plot_trials(trials: Sequence[Mapping], path) -> Path:
+    """A sweep's objective per trial (complete: dots, pruned: crosses at their last value) and
+    the best value so far.
+
+    Parameters
+    ----------
+    trials : sequence of dict
+        ``sweep.json`` trial records: ``number``, ``state`` and ``value`` (None when unknown).
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
+    fig = _figure(6.4, 3.8)
+    ax = fig.add_subplot()
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    pruned = [t for t in trials if t["state"] == "PRUNED" and t["value"] is not None]
+    ax.scatter([t["number"] for t in done], [t["value"] for t in done], s=18, label="complete")
+    if pruned:
+        ax.scatter([t["number"] for t in pruned], [t["value"] for t in pruned], marker="x", s=18,
+                   color="0.55", label="pruned (last epoch)")
+    if done:
+        xs, best, run = [], [], -math.inf
+        for t in sorted(done, key=lambda t: t["number"]):
+            run = max(run, t["value"])
+            xs.append(t["number"])
+            best.append(run)
+        ax.step(xs, best, where="post", color="C3", label="best so far")
+    else:
+        ax.text(0.5, 0.5, "no complete trials yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="trial", ylabel="best validation accuracy", title="Sweep history")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if done or pruned:
+        ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)
+
+
+def plot_importances(importances: Mapping[str, float], path) -> Path:
+    """Horizontal bars of a sweep's parameter importances (a note when there are none).
+
+    Parameters
+    ----------
+    importances : mapping of str to float
+        Parameter -> importance, most important first (``sweep.json``'s ``importances``).
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
+    fig = _figure(6.4, max(2.4, 0.4 * len(importances) + 1.2))
+    ax = fig.add_subplot()
+    if importances:
+        names = list(importances)[::-1]  # most important on top
+        ax.barh(names, [importances[n] for n in names], color="C0")
+        ax.set(xlabel="importance (fANOVA, sums to 1)")
+    else:
+        ax.text(0.5, 0.5, "needs at least 2 complete trials with varying parameters", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title("Parameter importances")
     return _save(fig, path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import load_data_for_cli
-from cnnlstm.config import deep_merge, parse_set, preset_names
+from cnnlstm.config import deep_merge, dump_config, parse_set, preset_names
 from cnnlstm.errors import ConfigError
 
 EXAMPLES = """\
@@ -160,7 +160,7 @@ def write_best(args) -> int:
     header = (f"best trial {trial.number} of study {args.best}: validation accuracy {trial.value:.4f}\n"
               "use: cnnlstm train --config THIS_FILE")
     if not args.out:
-        sys.stdout.write(S.dump_config(cfg, "toml", header))
+        sys.stdout.write(dump_config(cfg, "toml", header))
         return 0
     path = Path(args.out)
     fmt = path.suffix.lstrip(".")
@@ -168,7 +168,7 @@ def write_best(args) -> int:
         raise ConfigError(f"--out {path}: the config file must end in .toml, .yaml, .yml or .json")
     from cnnlstm.runs import atomic_write
 
-    atomic_write(path, S.dump_config(cfg, fmt, header).encode())
+    atomic_write(path, dump_config(cfg, fmt, header).encode())
     if not args.quiet:
         print(f"wrote {path} (trial {trial.number}, validation accuracy {trial.value:.4f})")
     return 0

@@ -22,225 +22,37 @@ one PostgreSQL database (``--storage postgresql://...``) joins the same study an
   (``RetryHeartbeatStaleTrialCallback``). The retry continues from the dead attempt's last
   checkpoint when its run folder is reachable (same machine or a shared file system).
 
-The search space is a list of :class:`Param`; :func:`default_space` gives the built-in one and
-:func:`load_space` reads a TOML/YAML/JSON file (format in ``docs/scaling.md``)::
-
-    lr = {type = "float", low = 1e-4, high = 1e-2, log = true}
-    batch_size = {type = "categorical", choices = [64, 128, 256]}
-    epochs = {type = "int", low = 2, high = 8, step = 2}
-    [model_args]
-    dropout = {type = "float", low = 0.0, high = 0.5}
+The search space is a list of :class:`cnnlstm.sweep.space.Param` (:mod:`cnnlstm.sweep.space`);
+storages and heartbeats are in :mod:`cnnlstm.sweep.storage`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import logging
 import math
 import os
 import shutil
 import socket
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
-from cnnlstm.config import (TrainConfig, config_to_dict, deep_merge, load_config_file,
-                            resolve_train_config)
+from cnnlstm.config import TrainConfig, config_to_dict, deep_merge, resolve_train_config
 from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.sweep.space import Param, nest
+from cnnlstm.sweep.storage import fail_stale_trials, heartbeat, make_storage, masked, retry_callback
 
 if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger(__name__)
 
-PARAM_TYPES = ("float", "int", "categorical")
 RUN_FILES = ("config.json", "checkpoint.pt", "best.pt", "history.csv")  # what a retry carries over
-SQLITE_TIMEOUT_S = 60  # how long an SQLite writer waits for another worker's lock
 
 
-# --------------------------------------------------------------------------- search space
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched config key.
-
-    Attributes
-    ----------
-    name : str
-        A TrainConfig key, or ``model_args.<arg>`` for a model argument.
-    type : str
-        ``float``, ``int`` or ``categorical``.
-    low, high : float or int
-        Inclusive range (float and int).
-    log : bool
-        Sample on a log scale (float and int; ``low`` must be > 0).
-    step : float or int, optional
-        Grid step (float and int; not with ``log``).
-    choices : tuple
-        The values of a categorical (numbers, strings, booleans).
-    """
-
-    name: str
-    type: str
-    low: float | int | None = None
-    high: float | int | None = None
-    log: bool = False
-    step: float | int | None = None
-    choices: tuple = ()
-
-    def suggest(self, trial: "optuna.trial.Trial") -> Any:
-        """Draw this parameter's value for ``trial``."""
-        if self.type == "categorical":
-            return trial.suggest_categorical(self.name, list(self.choices))
-        if self.type == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1),
-                                     log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
-
-    def to_dict(self) -> dict:
-        """The space-file form of this parameter (inverse of :func:`parse_param`)."""
-        out: dict[str, Any] = {"type": self.type}
-        if self.type == "categorical":
-            out["choices"] = list(self.choices)
-        else:
-            out.update(low=self.low, high=self.high)
-            if self.log:
-                out["log"] = True
-            if self.step is not None:
-                out["step"] = self.step
-        return out
-
-
-def parse_param(name: str, spec: Any, where: str = "space") -> Param:
-    """Check one space entry (``{type=..., ...}``) and return it as a :class:`Param`.
-
-    Raises
-    ------
-    ConfigError
-        Naming the entry: unknown type or key, empty choices, low >= high, log with low <= 0.
-    """
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise ConfigError(f"{where}: '{name}' must be a table with a type ({', '.join(PARAM_TYPES)})")
-    kind = spec["type"]
-    if kind not in PARAM_TYPES:
-        raise ConfigError(f"{where}: '{name}' has type {kind!r}; valid: {', '.join(PARAM_TYPES)}")
-    allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "log", "step"}
-    extra = sorted(set(spec) - allowed)
-    if extra:
-        raise ConfigError(f"{where}: '{name}' ({kind}) does not take {', '.join(extra)}")
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices or not all(
-                isinstance(c, (bool, int, float, str)) for c in choices):
-            raise ConfigError(f"{where}: '{name}' needs choices = "
-                              "[a non-empty list of numbers, strings or booleans]")
-        return Param(name, kind, choices=tuple(choices))
-    return _numeric_param(name, kind, spec, where)
-
-
-def _numeric_param(name: str, kind: str, spec: dict, where: str) -> Param:
-    number = int if kind == "int" else (int, float)
-    low, high, step, log_ = spec.get("low"), spec.get("high"), spec.get("step"), spec.get("log", False)
-    for key, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, number):
-            raise ConfigError(f"{where}: '{name}' needs {key} = a{'n integer' if kind == 'int' else ' number'}")
-    if not low < high:
-        raise ConfigError(f"{where}: '{name}' needs low < high, got {low} and {high}")
-    if not isinstance(log_, bool):
-        raise ConfigError(f"{where}: '{name}': log must be true or false")
-    if log_ and low <= 0:
-        raise ConfigError(f"{where}: '{name}': a log scale needs low > 0")
-    if step is not None and (log_ or isinstance(step, bool) or not isinstance(step, number) or step <= 0):
-        raise ConfigError(f"{where}: '{name}': step must be a positive number, and not with log")
-    return Param(name, kind, low=low, high=high, log=log_, step=step)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """``{"model_args": {"dropout": x}}`` -> ``{"model_args.dropout": x}`` (tables of params excepted)."""
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and "type" not in value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def nest(flat: dict) -> dict:
-    """Inverse of :func:`flatten`: dotted keys become nested tables."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def parse_space(data: dict, where: str = "space") -> list[Param]:
-    """A whole space (a table of entries, ``model_args`` entries nested or dotted)."""
-    if not isinstance(data, dict) or not data:
-        raise ConfigError(f"{where}: expected a table of parameters")
-    return [parse_param(name, spec, where) for name, spec in flatten(data).items()]
-
-
-def load_space(path: str | Path) -> list[Param]:
-    """Read a search-space file (``.toml``, ``.yaml``/``.yml`` or ``.json``)."""
-    return parse_space(load_config_file(path), where=str(path))
-
-
-def default_space(model: str) -> list[Param]:
-    """The built-in space: optimiser, LR, weight decay, batch, flips, and the model's dropout and
-    LSTM width where it has them (see :func:`cnnlstm.models.model_args`)."""
-    from cnnlstm.models import model_args
-
-    args = model_args(model)
-    space = [
-        Param("lr", "float", low=1e-4, high=1e-2, log=True),
-        Param("weight_decay", "float", low=1e-6, high=1e-2, log=True),
-        Param("batch_size", "categorical", choices=(64, 128, 256)),
-        Param("optimizer", "categorical", choices=("adamw", "adam", "nadam", "sgd")),
-        Param("flip_h", "categorical", choices=(0.0, 0.5)),
-        Param("flip_v", "categorical", choices=(0.0, 0.5)),
-    ]
-    if "dropout" in args:
-        space.append(Param("model_args.dropout", "float", low=0.0, high=0.5))
-    if "lstm_hidden" in args:
-        space.append(Param("model_args.lstm_hidden", "categorical", choices=(32, 64, 128, 256)))
-    return space
-
-
-def check_space(space: list[Param], model: str, fixed: dict) -> list[Param]:
-    """Drop parameters ``fixed`` (``--set``) already pins; reject keys the config or model lacks."""
-    from cnnlstm.models import model_args
-
-    keys = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_args"}
-    margs = set(model_args(model)) - {"num_classes", "image_size"}
-    pinned = set(flatten(fixed))
-    out = []
-    for p in space:
-        head, _, arg = p.name.partition(".")
-        ok = (head == "model_args" and arg in margs) if arg else head in keys
-        if not ok:
-            valid = sorted(keys) if not arg else [f"model_args.{a}" for a in sorted(margs)]
-            raise ConfigError(f"search space: '{p.name}' is not a config key of {model}; "
-                              f"valid: {', '.join(valid)}")
-        if p.name in pinned:
-            log.info("%s is fixed by --set; not searched", p.name)
-            continue
-        out.append(p)
-    return out
-
-
-# --------------------------------------------------------------------------- settings and storage
+# --------------------------------------------------------------------------- settings
 
 
 @dataclass
@@ -262,83 +74,6 @@ class SweepSettings:
     prune: bool = True
     pruner_startup_trials: int = 5  # the median rule starts once this many trials finished
     pruner_warmup_epochs: int = 1  # and never prunes at or before this epoch
-
-
-def default_storage(out_dir: str | Path) -> str:
-    """``sqlite:///<out_dir>/study.db`` (absolute path)."""
-    return f"sqlite:///{Path(out_dir).resolve() / 'study.db'}"
-
-
-def masked(url: str) -> str:
-    """The storage URL with its password hidden, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is reported by the caller
-        return url.split("@")[-1]
-
-
-def with_driver(url: str) -> str:
-    """Name an installed PostgreSQL driver in a plain ``postgresql://`` (or ``postgres://``) URL.
-
-    SQLAlchemy 2.1 maps a plain ``postgresql://`` to psycopg 3; where only psycopg2 (our
-    ``postgres`` extra) is installed, the URL becomes ``postgresql+psycopg2://``.
-    """
-    import importlib.util
-
-    scheme, sep, rest = url.partition("://")
-    if scheme not in ("postgresql", "postgres"):
-        return url
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-        return f"postgresql+psycopg2://{rest}"
-    return f"postgresql://{rest}"
-
-
-def _retry_callback(max_retry: int):
-    from optuna import storages
-
-    cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # experimental-API warnings
-        return cls(max_retry=max_retry)
-
-
-def make_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int = 3) -> "optuna.storages.RDBStorage":
-    """An Optuna RDB storage; with ``heartbeat_interval``, dead workers' trials get retried.
-
-    Raises
-    ------
-    ConfigError
-        Not a database URL, a missing driver (PostgreSQL needs psycopg2), or no connection.
-    """
-    import optuna
-
-    url = with_driver(check_storage_url(url))
-    kwargs: dict[str, Any] = {}
-    if heartbeat_interval:
-        import inspect
-
-        cb_arg = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback"
-                  in inspect.signature(optuna.storages.RDBStorage).parameters else "failed_trial_callback")
-        kwargs = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period,
-                  cb_arg: _retry_callback(max_retry)}
-    engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
-    for attempt in range(3):  # workers creating the tables at the same moment may collide once
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
-        except ImportError as exc:
-            raise ConfigError(f"storage {masked(url)} needs a database driver ({exc}); for PostgreSQL: "
-                              "pip install 'cnnlstm[postgres]'") from exc
-        except Exception as exc:  # sqlalchemy errors: connection refused, bad URL, races
-            if attempt == 2:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ConfigError(f"cannot open storage {masked(url)}: {first}") from exc
-            time.sleep(1.0 + attempt)
-    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------- sampler
@@ -450,14 +185,6 @@ def base_config(settings: SweepSettings) -> TrainConfig:
     return cfg
 
 
-def check_storage_url(url: str) -> str:
-    """``url`` if it looks like a database URL, else a ConfigError with examples."""
-    if "://" not in url:
-        raise ConfigError(f"--storage {url!r} is not a database URL; e.g. sqlite:///{url} or "
-                          "postgresql://user:password@host/database")
-    return url
-
-
 def _states():
     from optuna.trial import TrialState
 
@@ -489,42 +216,6 @@ def is_surplus(study, number: int, n_trials: int) -> bool:
     S = _states()
     before = [t for t in study.get_trials(deepcopy=False) if t.number < number]
     return _count(before, S.COMPLETE, S.PRUNED, S.RUNNING, S.WAITING) >= n_trials
-
-
-@contextlib.contextmanager
-def heartbeat(storage, trial_id: int) -> Iterator[None]:
-    """Record the trial's heartbeat every interval while the block runs (no-op without heartbeats)."""
-    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
-    if not interval:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception as exc:  # noqa: BLE001 - a flaky database must not kill the trial
-                log.warning("heartbeat of trial id %d failed: %s", trial_id, exc)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def fail_stale_trials(study) -> None:
-    """Mark trials whose worker stopped beating as FAIL and queue their retries."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optuna.storages.fail_stale_trials(study)
 
 
 def run_sweep(settings: SweepSettings, ds, *, pruner=None, sampler=None,
@@ -589,7 +280,7 @@ def run_trial(study, trial, settings: SweepSettings, ds):
             trial.set_user_attr("stopped", f"non-finite loss: {exc}")
         except TrainingInterrupted:
             _close(study, trial, S.FAIL, None, settings)
-            _retry_callback(settings.max_retry)(study, study._storage.get_trial(trial._trial_id))
+            retry_callback(settings.max_retry)(study, study._storage.get_trial(trial._trial_id))
             raise
         except BaseException as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
@@ -745,72 +436,15 @@ def summarize(study, seed: int = 0, out_dir: str | Path | None = None) -> dict:
 
 def write_outputs(study, out_dir: str | Path, seed: int = 0) -> dict:
     """Write ``sweep.json`` and ``figures/sweep_{history,importances}.png``; return the summary."""
+    from cnnlstm import plots  # matplotlib only when figures are written
     from cnnlstm.runs import write_json
 
     out_dir = Path(out_dir)
     summary = summarize(study, seed, out_dir)
     write_json(out_dir / "sweep.json", summary)
-    plot_history(summary["trials"], out_dir / "figures" / "sweep_history.png")
-    plot_importances(summary["importances"], out_dir / "figures" / "sweep_importances.png")
+    plots.plot_trials(summary["trials"], out_dir / "figures" / "sweep_history.png")
+    plots.plot_importances(summary["importances"], out_dir / "figures" / "sweep_importances.png")
     return summary
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def plot_history(trials: list[dict], path: Path) -> Path:
-    """Objective per trial (complete: dots, pruned: crosses at their last value) and best so far."""
-    from matplotlib.ticker import MaxNLocator
-
-    fig = _figure(6.4, 3.8)
-    ax = fig.add_subplot()
-    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    pruned = [t for t in trials if t["state"] == "PRUNED" and t["value"] is not None]
-    ax.scatter([t["number"] for t in done], [t["value"] for t in done], s=18, label="complete")
-    if pruned:
-        ax.scatter([t["number"] for t in pruned], [t["value"] for t in pruned], marker="x", s=18,
-                   color="0.55", label="pruned (last epoch)")
-    if done:
-        xs, best, run = [], [], -math.inf
-        for t in sorted(done, key=lambda t: t["number"]):
-            run = max(run, t["value"])
-            xs.append(t["number"])
-            best.append(run)
-        ax.step(xs, best, where="post", color="C3", label="best so far")
-    else:
-        ax.text(0.5, 0.5, "no complete trials yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlabel="trial", ylabel="best validation accuracy", title="Sweep history")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if done or pruned:
-        ax.legend(loc="lower right", fontsize="small")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
-
-
-def plot_importances(importances: dict[str, float], path: Path) -> Path:
-    """Horizontal bars of the parameter importances (a note when there are none)."""
-    fig = _figure(6.4, max(2.4, 0.4 * len(importances) + 1.2))
-    ax = fig.add_subplot()
-    if importances:
-        names = list(importances)[::-1]  # most important on top
-        ax.barh(names, [importances[n] for n in names], color="C0")
-        ax.set(xlabel="importance (fANOVA, sums to 1)")
-    else:
-        ax.text(0.5, 0.5, "needs at least 2 complete trials with varying parameters", ha="center",
-                va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-    ax.set_title("Parameter importances")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
 
 
 # --------------------------------------------------------------------------- best config
@@ -839,36 +473,3 @@ def best_config(storage_url: str, study_name: str) -> tuple[dict, Any]:
         raise RunError(f"study '{study_name}' has no complete trial yet")
     best = max(complete, key=lambda t: (t.value, -t.number))
     return dict(best.user_attrs["config"]), best
-
-
-def dump_config(cfg: dict, fmt: str, header: str = "") -> str:
-    """``cfg`` as a ``toml``, ``yaml`` or ``json`` text that ``cnnlstm train --config`` reads.
-
-    TOML has no null: keys whose value is None (their default, e.g. ``data_dir``) are left out.
-    """
-    if fmt == "json":
-        return json.dumps(cfg, indent=2) + "\n"
-    comment = "".join(f"# {line}\n" for line in header.splitlines())
-    if fmt in ("yaml", "yml"):
-        import yaml
-
-        return comment + yaml.safe_dump(cfg, sort_keys=False)
-    if fmt != "toml":
-        raise ConfigError(f"unknown config format {fmt!r}; use toml, yaml or json")
-    lines = [f"{k} = {_toml_value(v)}" for k, v in cfg.items() if v is not None and not isinstance(v, dict)]
-    for key, table in cfg.items():
-        if isinstance(table, dict):
-            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
-    return comment + "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {value!r} as TOML")
