@@ -15,8 +15,8 @@ from cnnlstm.sweep.storage import (SQLITE_TIMEOUT_S, check_storage_url, default_
                                    heartbeat, make_storage, masked, retry_callback, with_driver)
 from cnnlstm.sweep.study import (RUN_FILES, SweepSettings, adopt_previous_attempt, base_config, best_config,
                                  best_val_acc, is_surplus, make_pruner, make_sampler, next_action, objective,
-                                 open_study, param_importances, run_sweep, run_trial, summarize, trial_config,
-                                 write_outputs)
+                                 open_study, param_importances, run_sweep, run_trial, sweep_summary,
+                                 trial_config, write_outputs)
 
 __all__ = [
     "PARAM_TYPES", "Param", "check_space", "default_space", "flatten", "load_space", "nest", "parse_param",
@@ -25,5 +25,5 @@ __all__ = [
     "make_storage", "masked", "retry_callback", "with_driver",
     "RUN_FILES", "SweepSettings", "adopt_previous_attempt", "base_config", "best_config", "best_val_acc",
     "is_surplus", "make_pruner", "make_sampler", "next_action", "objective", "open_study", "param_importances",
-    "run_sweep", "run_trial", "summarize", "trial_config", "write_outputs",
+    "run_sweep", "run_trial", "sweep_summary", "trial_config", "write_outputs",
 ]

@@ -414,7 +414,7 @@ def param_importances(study, seed: int = 0) -> dict[str, float]:
     return {k: float(v) for k, v in imp.items() if not math.isnan(v)}
 
 
-def summarize(study, seed: int = 0, out_dir: str | Path | None = None) -> dict:
+def sweep_summary(study, seed: int = 0, out_dir: str | Path | None = None) -> dict:
     """The content of ``sweep.json`` (surplus trials left out; see :func:`_trial_record`)."""
     S = _states()
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
@@ -440,7 +440,7 @@ def write_outputs(study, out_dir: str | Path, seed: int = 0) -> dict:
     from cnnlstm.runs import write_json
 
     out_dir = Path(out_dir)
-    summary = summarize(study, seed, out_dir)
+    summary = sweep_summary(study, seed, out_dir)
     write_json(out_dir / "sweep.json", summary)
     plots.plot_trials(summary["trials"], out_dir / "figures" / "sweep_history.png")
     plots.plot_importances(summary["importances"], out_dir / "figures" / "sweep_importances.png")
