@@ -43,6 +43,10 @@ class Reference:
         How the source trained the model, in one line ("" when not recorded).
     recipe_source : str
         Where the recipe is stated (file, table or URL).
+    recipe_epochs : int or None
+        Epochs of the published recipe over this project's 55,000 training images (published
+        steps x batch / 55,000); None when the source gives no schedule. A measured run with
+        fewer epochs is a short schedule, which the reports print as not comparable.
     """
 
     key: str
@@ -54,6 +58,7 @@ class Reference:
     note: str = ""
     recipe: str = ""
     recipe_source: str = ""
+    recipe_epochs: int | None = None
 
 
 REFERENCES: tuple[Reference, ...] = (
@@ -77,13 +82,15 @@ REFERENCES: tuple[Reference, ...] = (
               "60,000 training images, test accuracy after each round (which round gave 91.6% is not "
               "stated); softmax cross-entropy, dropout 0.4, no augmentation (the TF tutorial itself: "
               "batch 100, 20,000 steps)",
-              recipe_source=f"{FASHION_CONVNET} (the README row's code link); {TF_LAYERS_TUTORIAL}"),
+              recipe_source=f"{FASHION_CONVNET} (the README row's code link); {TF_LAYERS_TUTORIAL}",
+              recipe_epochs=1455),
     Reference("cnn_svm", "CNN-SVM (Agarap)", 90.72, "Agarap, arXiv 1712.03541 (plan Table I)", AGARAP_ARXIV,
               model="cnn_svm", note="L2-SVM head; the same CNN with softmax reached 91.86%",
               recipe="Adam lr 1e-3, batch 128, 10,000 steps on 55,000 training images, dropout 0.5, "
               "loss mean(W^2) + C*mean(max(0, 1 - y*out)^2) with C = 1, weights truncated-normal "
               "std 0.1, biases 0.1, no augmentation",
-              recipe_source=f"{AGARAP_REPO}: README Results table, main.py, model/cnn_svm.py"),
+              recipe_source=f"{AGARAP_REPO}: README Results table, main.py, model/cnn_svm.py",
+              recipe_epochs=23),
     Reference("cnn_softmax_agarap", "CNN-Softmax twin (Agarap)", 91.86, "Agarap, arXiv 1712.03541",
               AGARAP_ARXIV, note="the CNN-SVM's softmax twin",
               recipe="as the CNN-SVM but softmax cross-entropy: Adam lr 1e-3, batch 128, 10,000 steps, "

@@ -28,37 +28,76 @@ BASELINES = ("model1", "model2")
 REFERENCE_MODELS = ("tf_cnn", "cnn_svm", "ji_cnn_lstm")
 HYBRIDS = ("model1_lstm", "model2_lstm", "parallel_cnn_lstm")
 FLAGSHIP = "cnn_lstm"
+#: The flagship's no-LSTM controls: its stem and recipe, the LSTM replaced (``models/controls.py``).
+CONTROLS = ("cnn_twin", "cnn_gap")
+#: Models trained with the flagship's preset and model arguments (stem channels), so they differ
+#: from the flagship only where the LSTM sits.
+FLAGSHIP_FAMILY = (FLAGSHIP, *CONTROLS)
+
+#: What the LSTM adds: (hybrid, its control). Each pair trains under one recipe and schedule.
+#: ``model1`` is the control of ``parallel_cnn_lstm`` too: its CNN branch alone is Model I.
+CONTROL_PAIRS = (("model1_lstm", "model1"), ("model2_lstm", "model2"), ("parallel_cnn_lstm", "model1"),
+                 (FLAGSHIP, "cnn_twin"), (FLAGSHIP, "cnn_gap"))
+
+#: The pairs every study runs at its full number of seeds: the plan's question, answered.
+CORE_MODELS = ("model1", "model1_lstm", "model2", "model2_lstm", FLAGSHIP, "cnn_twin")
 
 
 @dataclass(frozen=True)
 class StudyPreset:
-    """How big a study is: seeds, training presets, epochs, t-SNE sizes."""
+    """How big a study is: seeds, training presets, epochs, t-SNE sizes.
+
+    Every model of a control pair trains under the same preset and overrides as its partner
+    (``overrides`` for the plan's models, ``flagship_overrides`` for the flagship family), so
+    each comparison the report makes is at equal recipe and schedule.
+    """
 
     name: str
-    seeds: int
+    seeds: int  # seeds of CORE_MODELS
     model_preset: str  # training preset of the baselines, reference models and plan hybrids
-    flagship_preset: str  # training preset of the flagship and its ablations
-    overrides: dict = field(default_factory=dict)  # applied to every non-flagship run
+    flagship_preset: str  # training preset of the flagship, its controls and its ablations
+    other_seeds: int = 1  # seeds of the other models (0 = leave them out)
+    references: bool = True  # train the Table I reference models
+    ablations: bool = True  # ablate the flagship (always at the flagship's full schedule)
+    overrides: dict = field(default_factory=dict)  # applied to every non-flagship-family run
     model_overrides: dict = field(default_factory=dict)  # model name -> overrides for that model only
-    flagship_overrides: dict = field(default_factory=dict)
-    ablation_overrides: dict = field(default_factory=dict)  # on top of the flagship's, for ablations
+    flagship_overrides: dict = field(default_factory=dict)  # applied to the flagship family and ablations
     tsne_samples: int = 70000  # raw-pixel t-SNE of explore (0 = skip)
     embed_samples: int = 10000  # test images embedded per model
+    robustness_samples: int = 10000  # corrupted test images per corruption and severity (0 = skip)
+    robustness_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    explain_per_class: int = 3  # images per class in the flagship's explanation figure (0 = skip)
+    note: str = ""  # what the preset leaves out or shortens, printed in the report
+
+    def seeds_of(self, model: str) -> int:
+        """Seeds this study trains ``model`` with (0 = not at all)."""
+        if model in REFERENCE_MODELS and not self.references:
+            return 0
+        return self.seeds if model in CORE_MODELS else self.other_seeds
 
 
 STUDY_PRESETS = {
-    # ~10 minutes on a 2-core CPU: one seed, short schedules, everything still measured on the
-    # full test set. The flagship keeps its `fast` schedule so it is worth comparing.
-    # The two 3.3M-parameter reference CNNs get one epoch, the ablations one epoch each.
-    "quick": StudyPreset("quick", seeds=1, model_preset="paper", flagship_preset="fast",
-                         overrides={"epochs": 2}, model_overrides={"tf_cnn": {"epochs": 1}, "cnn_svm": {"epochs": 1}},
-                         ablation_overrides={"epochs": 1}, tsne_samples=5000, embed_samples=3000),
-    # The plan's own settings, 3 seeds.
-    "paper": StudyPreset("paper", seeds=3, model_preset="paper", flagship_preset="fast",
-                         tsne_samples=70000, embed_samples=10000),
-    # The flagship's best settings, 3 seeds.
-    "best": StudyPreset("best", seeds=3, model_preset="paper", flagship_preset="best",
-                        overrides={"epochs": 10}, tsne_samples=70000, embed_samples=10000),
+    # ~10 minutes on a 2-core CPU. The plan's question at 3 seeds: model1 vs model1_lstm, model2
+    # vs model2_lstm and the flagship vs its no-LSTM twin, each pair at one recipe and schedule.
+    # To fit, the flagship family trains 2 epochs of its `fast` recipe and the plan's models 2 of
+    # the `paper` preset's 3; the parallel hybrid and the small GAP control get one seed; the
+    # reference models (their recipes take up to 30 minutes each) and the ablations (7 runs at
+    # the flagship's full schedule) are left to the `paper` preset.
+    "quick": StudyPreset("quick", seeds=3, model_preset="paper", flagship_preset="fast", other_seeds=1,
+                         references=False, ablations=False, overrides={"epochs": 2},
+                         flagship_overrides={"epochs": 2}, tsne_samples=5000, embed_samples=3000,
+                         robustness_samples=500, robustness_severities=(3,), explain_per_class=2,
+                         note="short schedules (2 epochs for every model, equal within each pair); the "
+                              "reference models of Table I and the ablations are left to "
+                              "`cnnlstm reproduce --preset paper`"),
+    # The plan's settings and the references' published recipes (presets/paper.toml), 3 seeds;
+    # the flagship family and its ablations at the `fast` recipe.
+    "paper": StudyPreset("paper", seeds=3, model_preset="paper", flagship_preset="fast", other_seeds=3,
+                         tsne_samples=70000, embed_samples=10000, robustness_samples=2000),
+    # The flagship family at its `best` recipe, 3 seeds; no ablations (7 x 3 runs of 30 epochs).
+    "best": StudyPreset("best", seeds=3, model_preset="paper", flagship_preset="best", other_seeds=3,
+                        ablations=False, tsne_samples=70000, embed_samples=10000, robustness_samples=2000,
+                        note="no ablations at the best recipe's schedule"),
 }
 
 ABLATIONS = {
@@ -100,22 +139,34 @@ def study_preset(name: str) -> StudyPreset:
 
 
 def model_config(model: str, preset: StudyPreset, seed: int, common: dict) -> TrainConfig:
-    """The training config of ``model`` in a study: its training preset, the study's overrides."""
-    flagship = model == FLAGSHIP
-    overrides = dict(preset.flagship_overrides if flagship else preset.overrides)
+    """The training config of ``model`` in a study: its training preset, the study's overrides.
+
+    The flagship's controls take the flagship's preset and its stem (``channels``), so a
+    control differs from the flagship only in its head.
+    """
+    family = model in FLAGSHIP_FAMILY
+    overrides = dict(preset.flagship_overrides if family else preset.overrides)
     overrides.update(preset.model_overrides.get(model, {}))
     overrides.update(common)
     overrides["seed"] = seed
-    return resolve_train_config(model, preset=preset.flagship_preset if flagship else preset.model_preset,
+    if model in CONTROLS:
+        flagship = model_config(FLAGSHIP, preset, seed, common)
+        stem = {k: v for k, v in flagship.model_args.items() if k in ("channels", "batch_norm", "dropout")}
+        overrides["model_args"] = {**stem, **overrides.get("model_args", {})}
+    return resolve_train_config(model, preset=preset.flagship_preset if family else preset.model_preset,
                                 overrides=overrides)
 
 
-def ablation_config(base: TrainConfig, overrides: dict, extra: dict) -> TrainConfig:
+def ablation_config(base: TrainConfig, overrides: dict) -> TrainConfig:
     """``base`` with an ablation's changes (model_args merge rather than replace)."""
     from cnnlstm.config import config_to_dict, deep_merge, from_dict
 
-    merged = deep_merge(deep_merge(config_to_dict(base), extra), overrides)
+    merged = deep_merge(config_to_dict(base), overrides)
     return from_dict(TrainConfig, merged, where="ablation").validate()
+
+
+GROUPS = ((BASELINES, "baseline"), (REFERENCE_MODELS, "reference"), (HYBRIDS, "hybrid"),
+          ((FLAGSHIP,), "flagship"), (CONTROLS, "control"))
 
 
 def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | None = None,
@@ -126,31 +177,30 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
     ----------
     preset : StudyPreset
     seeds : int, optional
-        Overrides the preset's number of seeds (seeds are 0 .. seeds-1).
+        Overrides the preset's number of seeds for every model it trains (seeds are 0 .. seeds-1).
     common : dict, optional
         Config overrides for every run (data location, device, threads, ``limit_train`` ...).
     models, ablations : tuple of str, optional
-        Subsets, for smaller studies and tests.
+        Subsets, for smaller studies and tests. Naming models trains them even where the preset
+        leaves them out.
     """
     common = dict(common or {})
-    n_seeds = seeds or preset.seeds
     jobs = [Job("explore", "explore", "explore", weight=max(1.0, preset.tsne_samples / 5000))]
-    groups = [(BASELINES, "baseline"), (REFERENCE_MODELS, "reference"), (HYBRIDS, "hybrid"),
-              ((FLAGSHIP,), "flagship")]
-    for names, group in groups:
+    for names, group in GROUPS:
         for model in names:
             if models is not None and model not in models:
                 continue
+            n_seeds = seeds or preset.seeds_of(model) or (1 if models is not None else 0)
             for seed in range(n_seeds):
                 cfg = model_config(model, preset, seed, common)
                 jobs.append(Job("train", f"{model}-s{seed}", group, cfg, label=model, weight=cfg.epochs))
-    if models is None or FLAGSHIP in models:
+    run_ablations = preset.ablations if ablations is None else bool(ablations)
+    if run_ablations and (models is None or FLAGSHIP in models):
         for name, (label, changes) in ABLATIONS.items():
             if ablations is not None and name not in ablations:
                 continue
-            for seed in range(n_seeds):
-                base = model_config(FLAGSHIP, preset, seed, common)
-                cfg = ablation_config(base, changes, preset.ablation_overrides)
+            for seed in range(seeds or preset.seeds):
+                cfg = ablation_config(model_config(FLAGSHIP, preset, seed, common), changes)
                 jobs.append(Job("train", f"{name}-s{seed}", "ablation", cfg, label=label, weight=cfg.epochs))
     return jobs
 

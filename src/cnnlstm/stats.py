@@ -105,6 +105,21 @@ def seed_interval(a: dict[int, float], b: dict[int, float], confidence: float = 
     return SeedInterval(min(len(xa), len(xb)), False, diff, None, None, None, confidence)
 
 
+def one_sample_interval(values: Iterable[float], reference: float,
+                        confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """t-interval of ``mean(values) - reference`` (a measured mean against a published number).
+
+    None with fewer than two values or no spread (``scipy.stats.ttest_1samp``).
+    """
+    from scipy import stats
+
+    x = np.asarray(list(values), float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return None
+    ci = stats.ttest_1samp(x, reference).confidence_interval(confidence)
+    return float(ci.low - reference), float(ci.high - reference)
+
+
 @dataclass(frozen=True)
 class PairedTest:
     """Two runs scored on the same test images (one seed pair).

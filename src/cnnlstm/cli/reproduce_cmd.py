@@ -10,7 +10,7 @@ from cnnlstm.cli import add_command
 from cnnlstm.cli.common import add_data_flags, load_data_for_cli
 
 EXAMPLES = """\
-  cnnlstm reproduce                         # --preset quick: the whole study in ~10 minutes on 2 CPU cores
+  cnnlstm reproduce                         # --preset quick: the plan's question at 3 seeds, ~10 min on 2 CPU cores
   cnnlstm reproduce --preset paper          # the plan's settings, 3 seeds
   cnnlstm reproduce --preset best --seeds 5 --out runs/best-study
   cnnlstm reproduce --out runs/study        # after an interruption: the same command continues it
@@ -21,16 +21,21 @@ def add_parser(sub) -> None:
     from cnnlstm.reproduce import STUDY_PRESETS
 
     p = add_command(sub, "reproduce", help="run the whole study and write its report",
-                    description="Explore the dataset, train and evaluate the plan's baselines, the "
-                                "reference models, the CNN-LSTM hybrids and the flagship over N seeds, "
-                                "ablate the flagship's regularizers and optimizers, embed the best "
-                                "baseline and hybrid with t-SNE, and write report.html/report.md. "
+                    description="Explore the dataset; train and evaluate the plan's baselines, the "
+                                "reference models, the CNN-LSTM hybrids, the flagship and its no-LSTM "
+                                "controls over N seeds, each hybrid under the same recipe as its control; "
+                                "ablate the flagship's regularizers and optimizers at its full schedule; "
+                                "embed the best baseline and hybrid with t-SNE; write report.html/report.md "
+                                "with 95% intervals on every comparison. "
                                 "Finished runs are skipped when the same --out is used again.",
                     examples=EXAMPLES)
     p.add_argument("--preset", default="quick", choices=sorted(STUDY_PRESETS),
-                   help="quick: 1 seed, short schedules (~10 min on 2 cores); paper: the plan's settings, "
-                        "3 seeds; best: the flagship's best settings, 3 seeds")
-    p.add_argument("--seeds", type=int, default=None, metavar="N", help="number of seeds (default: the preset's)")
+                   help="quick: the plan's question at 3 seeds (model1/model2 vs their LSTM hybrids, the "
+                        "flagship vs its no-LSTM twin), 2-epoch schedules, no references or ablations "
+                        "(~10 min on 2 cores); paper: the plan's settings and the references' published "
+                        "recipes, 3 seeds, ablations; best: the flagship family at its best recipe, 3 seeds")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="seeds of every model trained (default: the preset's, 3 for the compared pairs)")
     p.add_argument("--out", metavar="DIR", default=None, help="study folder (default runs/reproduce-<preset>)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")

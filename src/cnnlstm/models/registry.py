@@ -238,8 +238,8 @@ def _count_flops(model: nn.Module, x: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def model_summary(name: str, image_size: int = 28) -> dict[str, Any]:
-    """Size and cost of model ``name`` built with its defaults.
+def model_summary(name: str, image_size: int = 28, **model_args: Any) -> dict[str, Any]:
+    """Size and cost of model ``name`` built with its defaults, or with ``model_args``.
 
     Returns
     -------
@@ -249,7 +249,7 @@ def model_summary(name: str, image_size: int = 28) -> dict[str, Any]:
         eval mode, LSTMs added analytically, see :func:`lstm_flops`); ``description``.
     """
     entry = get_model_entry(name)
-    model = create_model(name, image_size=image_size).eval()
+    model = create_model(name, image_size=image_size, **model_args).eval()
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     flops = _count_flops(model, torch.zeros(1, 1, image_size, image_size))
     return {

@@ -1,7 +1,13 @@
-"""The study's report: the plan's Tables I and II (published vs measured), hybrids vs baselines,
-the ablations, the flagship's figures, the t-SNE comparison and a generated summary.
+"""The study's report: the plan's question answered with matched controls and intervals.
 
-Numbers are aggregated over seeds as mean +- sample standard deviation, with the number of seeds.
+Sections, in reading order: a summary whose every claim holds at 95% (or says there is no
+measurable difference, or that it rests on one seed); "What the LSTM adds" (each hybrid beside
+its no-LSTM control, trained under the same recipe); the plan's Tables I and II, published vs
+measured, where a run shorter than its published recipe is marked not comparable; the ablations;
+the flagship's figures; the t-SNE comparison; the exploration.
+
+Numbers are aggregated over seeds as mean +- sample standard deviation, with n; intervals and
+tests come from :mod:`cnnlstm.stats` (scipy.stats).
 """
 
 from __future__ import annotations
@@ -13,22 +19,22 @@ from pathlib import Path
 import numpy as np
 
 from cnnlstm import plots
+from cnnlstm.config import config_to_dict
 from cnnlstm.data import Dataset
-from cnnlstm.references import REFERENCES
+from cnnlstm.references import REFERENCES, Reference
+from cnnlstm.report.compare import SeedRun, compare_groups, comparison_cells, recipe_differences
 from cnnlstm.report.page import Figure, Figures, Paragraph, Section, Table, write_report
-from cnnlstm.reproduce import ABLATIONS, FLAGSHIP, Job, StudyPreset, collect_runs
+from cnnlstm.reproduce import ABLATIONS, CONTROL_PAIRS, FLAGSHIP, FLAGSHIP_FAMILY, Job, StudyPreset, collect_runs
 from cnnlstm.runs import read_json
-from cnnlstm.stats import mean_std
+from cnnlstm.stats import Comparison, mean_std, one_sample_interval
 
 log = logging.getLogger(__name__)
 
-PUBLISHED = {r.key: {"name": r.name, "accuracy": r.accuracy, "source": r.source} for r in REFERENCES}
+PUBLISHED: dict[str, Reference] = {r.key: r for r in REFERENCES}
 
 # The plan's Table I rows: (published row, the model that measures it here).
 TABLE_ONE = (("human", None), ("ji_cnn_lstm", "ji_cnn_lstm"), ("tf_cnn", "tf_cnn"), ("cnn_svm", "cnn_svm"))
 TABLE_TWO = (("model1", "model1"), ("model2", "model2"))
-HYBRID_PAIRS = (("model1_lstm", "model1"), ("model2_lstm", "model2"), ("parallel_cnn_lstm", "model1"),
-                (FLAGSHIP, "model1"), (FLAGSHIP, "model2"))
 
 
 def fmt_pct(mean: float, std: float | None, n: int) -> str:
@@ -37,97 +43,174 @@ def fmt_pct(mean: float, std: float | None, n: int) -> str:
 
 
 def aggregate(runs: list[dict], group_key) -> dict[str, dict]:
-    """Group finished runs by ``group_key(run)`` and summarise accuracy, F1, epochs and time."""
+    """Group finished runs by ``group_key(run)``: accuracy over seeds, F1, epochs, time, the runs."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
         groups.setdefault(group_key(run), []).append(run)
     out = {}
     for key, members in groups.items():
         acc = [r["metrics"]["accuracy"] for r in members]
-        f1 = [r["metrics"]["f1_macro"] for r in members]
-        secs = [r["metrics"].get("train_seconds", 0.0) for r in members]
-        epochs = [len(r["history"]) for r in members]
         m, s = mean_std(acc)
-        out[key] = {"n": len(members), "acc_mean": m, "acc_std": s, "f1_mean": mean_std(f1)[0],
-                    "seconds": statistics.fmean(secs), "epochs": max(epochs), "runs": members}
+        out[key] = {"n": len(members), "acc_mean": m, "acc_std": s,
+                    "f1_mean": mean_std(r["metrics"]["f1_macro"] for r in members)[0],
+                    "seconds": statistics.fmean(r["metrics"].get("train_seconds", 0.0) for r in members),
+                    "epochs": max(r["cfg"].epochs for r in members), "runs": members,
+                    "seed_runs": [SeedRun(r["cfg"].seed, r["metrics"]["accuracy"], r["folder"],
+                                          config_to_dict(r["cfg"])) for r in members]}
     return out
 
 
-def measured_row(label: str, published: dict | None, agg: dict | None) -> dict:
-    row = {"model": label,
-           "published": f"{published['accuracy']:.2f}" if published else "—",
-           "source": published["source"] if published else "",
-           "measured (test %)": "not run" if label_is_model(label) else "—",
-           "seeds": "", "epochs": "", "train time (s)": "", "Δ vs published": ""}
-    if agg:
-        row.update({"measured (test %)": fmt_pct(agg["acc_mean"], agg["acc_std"], agg["n"]),
-                    "seeds": agg["n"], "epochs": agg["epochs"], "train time (s)": f"{agg['seconds']:.0f}"})
-        if published:
-            row["Δ vs published"] = f"{100 * agg['acc_mean'] - published['accuracy']:+.2f}"
+# --------------------------------------------------------------------------- Tables I and II
+
+
+def schedule_status(ref: Reference, agg: dict) -> tuple[str, bool]:
+    """The row's schedule cell, and whether a difference from the published number may be printed.
+
+    A run shorter than the published recipe is not comparable (no difference is printed); where
+    the source gives no schedule, the schedule chosen here is said.
+    """
+    k = agg["epochs"]
+    if ref.recipe_epochs is None:
+        return f"source gives no schedule: {k} epochs chosen here", True
+    if k < ref.recipe_epochs:
+        return f"short schedule ({k} of {ref.recipe_epochs} epochs): not comparable", False
+    return f"published recipe ({ref.recipe_epochs} epochs)", True
+
+
+def measured_row(ref: Reference, agg: dict | None) -> dict:
+    """One row of Table I or II: published beside measured, with the difference where it means something."""
+    row = {"model": ref.name, "published": f"{ref.accuracy:.2f}", "source": ref.source,
+           "measured (test %)": "—" if ref.model is None else "not run in this preset",
+           "seeds": "", "epochs": "", "schedule": "", "Δ vs published": "", "95% CI of Δ": "",
+           "train time (s)": ""}
+    if ref.model is None or agg is None:
+        return row
+    status, comparable = schedule_status(ref, agg)
+    row.update({"measured (test %)": fmt_pct(agg["acc_mean"], agg["acc_std"], agg["n"]), "seeds": agg["n"],
+                "epochs": agg["epochs"], "schedule": status, "train time (s)": f"{agg['seconds']:.0f}"})
+    if comparable:
+        row["Δ vs published"] = f"{100 * agg['acc_mean'] - ref.accuracy:+.2f}"
+        ci = one_sample_interval([r.accuracy * 100 for r in agg["seed_runs"]], ref.accuracy)
+        row["95% CI of Δ"] = f"{ci[0]:+.2f} to {ci[1]:+.2f}" if ci else "— (1 seed)"
     return row
-
-
-def label_is_model(label: str) -> bool:
-    return not label.lower().startswith("human")
 
 
 def published_tables(models: dict[str, dict]) -> tuple[list[dict], list[dict]]:
     """Rows of Table I (reference methods) and Table II (the plan's baselines)."""
-    one = [measured_row(PUBLISHED[key]["name"], PUBLISHED[key], models.get(model) if model else None)
-           for key, model in TABLE_ONE]
-    one += [measured_row(f"{m} (this project)", None, models.get(m)) for m in (FLAGSHIP,) if m in models]
-    two = [measured_row(PUBLISHED[key]["name"], PUBLISHED[key], models.get(model)) for key, model in TABLE_TWO]
+    one = [measured_row(PUBLISHED[key], models.get(model) if model else None) for key, model in TABLE_ONE]
+    two = [measured_row(PUBLISHED[key], models.get(model)) for key, model in TABLE_TWO]
     return one, two
 
 
-def hybrid_rows(models: dict[str, dict]) -> list[dict]:
+# --------------------------------------------------------------------------- what the LSTM adds
+
+
+def _size(model: str, config: dict) -> tuple[int, float]:
+    """Parameters and forward MFLOPs per image of ``model`` built as the run built it."""
+    from cnnlstm.models import model_summary
+
+    info = model_summary(model, **config.get("model_args", {}))
+    return info["params"], info["mflops"]
+
+
+def control_comparisons(models: dict[str, dict]) -> list[tuple[str, str, Comparison, list[str]]]:
+    """``(hybrid, control, comparison, recipe differences)`` for every pair the study trained."""
+    out = []
+    for hybrid, control in CONTROL_PAIRS:
+        if hybrid in models and control in models:
+            h, c = models[hybrid], models[control]
+            cmp = compare_groups(hybrid, h["seed_runs"], control, c["seed_runs"])
+            diffs = recipe_differences(h["seed_runs"][0].config, c["seed_runs"][0].config)
+            out.append((hybrid, control, cmp, diffs))
+    return out
+
+
+def control_rows(models: dict[str, dict], comparisons) -> list[dict]:
+    """The table of "What the LSTM adds": each hybrid beside its control."""
     rows = []
-    for hybrid, base in HYBRID_PAIRS:
-        if hybrid in models and base in models:
-            h, b = models[hybrid], models[base]
-            rows.append({"hybrid": hybrid, "test % (hybrid)": fmt_pct(h["acc_mean"], h["acc_std"], h["n"]),
-                         "baseline": base, "test % (baseline)": fmt_pct(b["acc_mean"], b["acc_std"], b["n"]),
-                         "difference (points)": f"{100 * (h['acc_mean'] - b['acc_mean']):+.2f}",
-                         "train time ratio": f"{h['seconds'] / max(b['seconds'], 1e-9):.1f}x"})
+    for hybrid, control, cmp, diffs in comparisons:
+        h, c = models[hybrid], models[control]
+        (ph, fh), (pc, fc) = _size(hybrid, h["seed_runs"][0].config), _size(control, c["seed_runs"][0].config)
+        rows.append({"hybrid": hybrid, "control": control, "params": f"{ph:,} / {pc:,}",
+                     "MFLOPs/image": f"{fh:.2f} / {fc:.2f}", "epochs": f"{h['epochs']} / {c['epochs']}",
+                     "train s": f"{h['seconds']:.0f} / {c['seconds']:.0f}",
+                     "test % (hybrid)": fmt_pct(h["acc_mean"], h["acc_std"], h["n"]),
+                     "test % (control)": fmt_pct(c["acc_mean"], c["acc_std"], c["n"]),
+                     **comparison_cells(cmp),
+                     "recipe": "same" if not diffs else "DIFFERS: " + "; ".join(diffs)})
     return rows
 
 
-def ablation_rows(ablations: dict[str, dict]) -> list[dict]:
+def claim(cmp: Comparison, diffs: list[str]) -> str:
+    """A comparison's sentence, marked when the two sides were not trained alike."""
+    text = cmp.sentence()
+    if diffs:
+        text += f" — not a matched comparison ({'; '.join(diffs)})"
+    return text + "."
+
+
+# --------------------------------------------------------------------------- ablations
+
+
+def ablation_comparisons(ablations: dict[str, dict]) -> dict[str, Comparison]:
+    """Each ablation against the flagship under the same schedule (the ``all_on`` row)."""
     ref = ablations.get("all_on")
+    if not ref:
+        return {}
+    return {name: compare_groups(name, agg["seed_runs"], "all_on", ref["seed_runs"])
+            for name, agg in ablations.items() if name != "all_on"}
+
+
+def ablation_rows(ablations: dict[str, dict], comparisons: dict[str, Comparison]) -> list[dict]:
     rows = []
     for name, (label, _) in ABLATIONS.items():
         agg = ablations.get(name)
         if not agg:
             continue
-        delta = f"{100 * (agg['acc_mean'] - ref['acc_mean']):+.2f}" if ref and name != "all_on" else ""
+        cells = comparison_cells(comparisons[name]) if name in comparisons else {}
         rows.append({"ablation": name, "change": label,
                      "test %": fmt_pct(agg["acc_mean"], agg["acc_std"], agg["n"]),
-                     "Δ vs all on (points)": delta, "seeds": agg["n"], "epochs": agg["epochs"],
-                     "train time (s)": f"{agg['seconds']:.0f}"})
+                     "Δ vs all on (points)": cells.get("Δ (points)", ""),
+                     "95% CI over seeds": cells.get("95% CI over seeds", ""),
+                     "seeds": agg["n"], "epochs": agg["epochs"], "train time (s)": f"{agg['seconds']:.0f}"})
     return rows
 
 
-def summary_text(models: dict[str, dict], ablations: dict[str, dict]) -> list[str]:
-    """Plain sentences: which hybrid beat which baseline by how much, and what the ablations show."""
-    lines = []
-    for hybrid, base in HYBRID_PAIRS:
-        if hybrid in models and base in models:
-            d = 100 * (models[hybrid]["acc_mean"] - models[base]["acc_mean"])
-            verb = "beat" if d > 0 else "trailed"
-            lines.append(f"{hybrid} {verb} {base} by {abs(d):.2f} points of test accuracy "
-                         f"({100 * models[hybrid]['acc_mean']:.2f}% vs {100 * models[base]['acc_mean']:.2f}%, "
-                         f"{_seeds_phrase(models[hybrid]['n'], models[base]['n'])}).")
-    if FLAGSHIP in models and "ji_cnn_lstm" in PUBLISHED:
-        d = 100 * models[FLAGSHIP]["acc_mean"] - PUBLISHED["ji_cnn_lstm"]["accuracy"]
-        side = "above" if d >= 0 else "below"
-        lines.append(f"The flagship {FLAGSHIP} scored {100 * models[FLAGSHIP]['acc_mean']:.2f}%, {abs(d):.2f} "
-                     f"points {side} Ji's published CNN+LSTM (91.36%).")
-    ref = ablations.get("all_on")
-    if ref:
-        worst = sorted(((a["acc_mean"] - ref["acc_mean"], k) for k, a in ablations.items() if k != "all_on"))
-        if worst:
-            d, k = worst[0]
-            lines.append(f"Of the ablations, {ABLATIONS[k][0]} changed the flagship most: {100 * d:+.2f} points.")
+# --------------------------------------------------------------------------- summary
+
+
+def flagship_vs_published(models: dict[str, dict]) -> str | None:
+    """The flagship's mean beside Ji's published CNN+LSTM, without a claim the data cannot carry."""
+    agg, ji = models.get(FLAGSHIP), PUBLISHED.get("ji_cnn_lstm")
+    if not agg or not ji:
+        return None
+    ci = one_sample_interval([r.accuracy * 100 for r in agg["seed_runs"]], ji.accuracy)
+    where = (f"95% CI of the difference {ci[0]:+.2f} to {ci[1]:+.2f} points" if ci
+             else "one seed, so no interval")
+    return (f"The flagship {FLAGSHIP} scored {fmt_pct(agg['acc_mean'], agg['acc_std'], agg['n'])}% over "
+            f"{agg['n']} seed{'s' * (agg['n'] > 1)} ({agg['epochs']} epochs); {ji.name} published {ji.accuracy:.2f}% "
+            f"from one run of an unpublished recipe ({where}). These are different models, so this places "
+            "the flagship, it does not reproduce Ji.")
+
+
+def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, Comparison],
+                 preset: StudyPreset) -> list[str]:
+    """Plain sentences, each backed by an interval: what the LSTM adds, the flagship, the ablations."""
+    lines = [f"What the LSTM adds: {claim(cmp, diffs)}" for _, _, cmp, diffs in comparisons]
+    if (text := flagship_vs_published(models)) is not None:
+        lines.append(text)
+    if ablation_cmp:
+        measurable = [(abs(c.seeds.diff), name, c) for name, c in ablation_cmp.items() if c.seeds.excludes_zero]
+        if measurable:
+            _, name, c = max(measurable)
+            lines.append(f"Of the ablations, the largest measurable change was {ABLATIONS[name][0]}: "
+                         f"{c.sentence()}.")
+        else:
+            n = min(c.seeds.n for c in ablation_cmp.values())
+            lines.append(f"No ablation changed the flagship measurably at {n} seed{'s' * (n > 1)} "
+                         "(every 95% interval includes 0, or there is one seed).")
+    if preset.note:
+        lines.append(f"This preset ({preset.name}): {preset.note}.")
     return lines
 
 
@@ -139,10 +222,6 @@ def embedding_labels(info: dict, ds: Dataset) -> np.ndarray:
         pool = np.concatenate([ds.train_labels, ds.test_labels])
     idx = info.get("indices")
     return pool[np.asarray(idx, dtype=np.int64)] if idx is not None else pool[:info["n"]]
-
-
-def _seeds_phrase(a: int, b: int) -> str:
-    return f"{a} seed{'s' * (a > 1)} each" if a == b else f"{a} and {b} seeds"
 
 
 def tsne_figure(root: Path, jobs: list[Job], ds: Dataset, out: Path) -> tuple[Path | None, list[dict]]:
@@ -178,11 +257,10 @@ def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, d
     main_runs = [r for r in runs if r["job"].group != "ablation"]
     models = aggregate(main_runs, lambda r: r["cfg"].model)
     ablations = aggregate([r for r in runs if r["job"].group == "ablation"], lambda r: r["job"].name.rsplit("-s", 1)[0])
-    one, two = published_tables(models)
     fig_dir = root / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     tsne_png, tsne_rows = tsne_figure(root, jobs, ds, fig_dir / "tsne_comparison.png")
-    sections = build_sections(root, preset, models, ablations, one, two, tsne_png, tsne_rows, ds)
+    sections = build_sections(root, preset, models, ablations, tsne_png, tsne_rows, ds)
     out = root / "report.html"
     write_report(out, f"cnnlstm study ({preset.name})", sections)
     return out
@@ -195,34 +273,64 @@ def dataset_warning(ds: Dataset) -> list[Paragraph]:
                       "numbers are not comparable with these measurements.")]
 
 
-def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dict, one: list[dict],
-                   two: list[dict], tsne_png: Path | None, tsne_rows: list[dict], ds: Dataset) -> list[Section]:
+REF_COLUMNS = ["model", "published", "measured (test %)", "seeds", "epochs", "schedule", "Δ vs published",
+               "95% CI of Δ", "train time (s)", "source"]
+
+HOW_TO_READ = (
+    "Test accuracy in percent, mean ± sample std over the n seeds shown. Every best epoch was chosen on a "
+    "5,000-image validation split of the training set, never on the test set. A difference between two "
+    "models is claimed only when its 95% t-interval over seeds (seed k paired with seed k) excludes 0; "
+    "McNemar's exact test and a paired bootstrap over the 10,000 test images are shown per seed pair, and "
+    "measure test-set sampling noise only, not seed-to-seed variation. Training time is the training "
+    "loop's seconds on this machine (validation excluded).")
+
+
+def recipe_label(model: str, preset: StudyPreset) -> str:
+    """Which training preset a model of this study used."""
+    return preset.flagship_preset if model in FLAGSHIP_FAMILY else preset.model_preset
+
+
+def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dict, tsne_png: Path | None,
+                   tsne_rows: list[dict], ds: Dataset) -> list[Section]:
     """The report's sections, in reading order."""
-    ref_cols = ["model", "published", "measured (test %)", "Δ vs published", "seeds", "epochs",
-                "train time (s)", "source"]
-    sections = [
-        Section("Summary", [Paragraph(t) for t in summary_text(models, ablations)] + [Paragraph(
-            f"Study preset '{preset.name}'. Test accuracy in percent, mean ± sample std over the seeds "
-            "shown; every best epoch was chosen on a 5,000-image validation split of the training set, "
-            "never on the test set. Published numbers are the papers' own; training time is this "
-            "machine's training-loop seconds (validation excluded).")] + dataset_warning(ds)),
-        Section("Table I: published methods vs measured here", [Table(one, ref_cols)]),
-        Section("Table II: the plan's baselines, published vs measured", [Table(two, ref_cols)]),
+    comparisons = control_comparisons(models)
+    ablation_cmp = ablation_comparisons(ablations)
+    one, two = published_tables(models)
+    sections = [Section("Summary", [Paragraph(t) for t in summary_text(models, comparisons, ablation_cmp, preset)]
+                        + [Paragraph(HOW_TO_READ)] + dataset_warning(ds))]
+    rows = control_rows(models, comparisons)
+    if rows:
+        sections.append(Section("What the LSTM adds", [
+            Paragraph("Each hybrid beside its control: the same network and recipe with the LSTM taken out. "
+                      "cnn_twin is the flagship's stem with a dense layer of the same parameter count in place "
+                      "of the BiLSTM (fewer FLOPs: a dense layer reads each weight once per image, the LSTM "
+                      "once per step); cnn_gap is the stem with global average pooling; model1 is the "
+                      "control of model1_lstm and of parallel_cnn_lstm (whose CNN branch alone is Model I). "
+                      "Columns with a slash give hybrid / control. Δ = hybrid − control."),
+            Table(rows, list(rows[0]))]))
+    sections += [
+        Section("Table I: published methods vs measured here", [
+            Paragraph("Each reference is trained with its published recipe where the preset can afford it "
+                      "(presets/paper.toml cites the source of every setting). A run shorter than its recipe "
+                      "is marked not comparable and gets no Δ; where the source gives no schedule, the one "
+                      "chosen here is said."),
+            Table(one, REF_COLUMNS)]),
+        Section("Table II: the plan's baselines, published vs measured", [Table(two, REF_COLUMNS)]),
     ]
-    hybrids = hybrid_rows(models)
-    if hybrids:
-        sections.append(Section("CNN-LSTM hybrids vs the baselines", [Table(hybrids, list(hybrids[0]))]))
     ranked = sorted(models.items(), key=lambda kv: -kv[1]["acc_mean"])
     all_rows = [{"model": m, "test %": fmt_pct(a["acc_mean"], a["acc_std"], a["n"]),
-                 "macro F1 %": f"{100 * a['f1_mean']:.2f}", "seeds": a["n"], "epochs": a["epochs"],
+                 "macro F1 %": f"{100 * a['f1_mean']:.2f}", "seeds": a["n"],
+                 "recipe": recipe_label(m, preset), "epochs": a["epochs"],
                  "train time (s)": f"{a['seconds']:.0f}"} for m, a in ranked]
     if all_rows:
-        sections.append(Section("All models, ranked", [Table(all_rows, list(all_rows[0]))]))
-    abl = ablation_rows(ablations)
+        sections.append(Section("All models, ranked", [
+            Paragraph("Models under different recipes are listed together here, not compared: the "
+                      "comparisons are in \"What the LSTM adds\"."), Table(all_rows, list(all_rows[0]))]))
+    abl = ablation_rows(ablations, ablation_cmp)
     if abl:
         sections.append(Section("Ablations of the flagship", [
-            Paragraph("Each row changes one thing of the flagship under the same (ablation) schedule; "
-                      "Δ is against the 'all_on' row."), Table(abl, list(abl[0]))]))
+            Paragraph("Each row changes one thing of the flagship under the flagship's own schedule; Δ is "
+                      "against the 'all_on' row, with its 95% interval over seeds."), Table(abl, list(abl[0]))]))
     sections += flagship_sections(models)
     tsne_blocks = []
     if tsne_rows:
