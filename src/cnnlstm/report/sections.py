@@ -80,6 +80,46 @@ COMPARISON_COLUMNS = (("model", "model"), ("runs", "run folders"), ("seeds", "se
                       ("eval_s", "evaluation (s)"))
 
 
+#: Beyond this many experiments the pairwise differences table is left out (it grows as k^2).
+MAX_EXPERIMENTS_COMPARED = 10
+
+
+def _group_label(group: Sequence[RunRecord], groups: Sequence[Sequence[RunRecord]]) -> str:
+    """The model name, or the run names when two experiments share a model."""
+    model = group[0].model
+    if sum(g[0].model == model for g in groups) > 1:
+        return f"{model} ({', '.join(r.name for r in group)})"
+    return model
+
+
+def differences_section(groups: Sequence[Sequence[RunRecord]]) -> Section | None:
+    """Every pair of experiments: Δ accuracy with its 95% interval over seeds, McNemar, bootstrap."""
+    from cnnlstm.report.compare import SeedRun, compare_groups, comparison_cells, recipe_differences
+
+    scored = [g for g in groups if all(r.metrics for r in g)]
+    if len(scored) < 2 or len(scored) > MAX_EXPERIMENTS_COMPARED:
+        return None
+    as_seed_runs = [[SeedRun(int(r.config.get("seed", i)), r.metrics["accuracy"], r.path, r.config)
+                     for i, r in enumerate(g)] for g in scored]
+    rows, sentences = [], []
+    for i in range(len(scored)):
+        for j in range(i + 1, len(scored)):
+            a, b = _group_label(scored[i], scored), _group_label(scored[j], scored)
+            cmp = compare_groups(a, as_seed_runs[i], b, as_seed_runs[j])
+            diffs = recipe_differences(scored[i][0].config, scored[j][0].config)
+            rows.append({"A": a, "B": b, **comparison_cells(cmp),
+                         "recipe": "same" if not diffs else "DIFFERS: " + "; ".join(diffs)})
+            sentences.append(cmp.sentence() + (" (not a matched comparison: the recipes differ)" if diffs else "")
+                             + ".")
+    return Section("Differences between experiments", [
+        Paragraph("Δ = A − B in points of test accuracy. The interval is a 95% t-interval over seeds (seed k "
+                  "of A paired with seed k of B where both exist, else Welch's); McNemar's exact test and the "
+                  "paired bootstrap use the two runs' predictions of the same test images, one seed pair at a "
+                  "time, and measure test-set noise only. A win is claimed only when the seed interval "
+                  "excludes 0."),
+        Table(rows, list(rows[0])), *[Paragraph(t) for t in sentences]])
+
+
 def comparison_section(groups: Sequence[Sequence[RunRecord]]) -> Section:
     """Side-by-side comparison of every experiment."""
     n_runs = sum(len(g) for g in groups)
@@ -387,6 +427,8 @@ def report_sections(runs: Sequence[RunRecord], explores: Sequence[tuple[Path, di
     sections: list[Section] = []
     if len(runs) > 1:
         sections.append(comparison_section(groups))
+    if (diff := differences_section(groups)) is not None:
+        sections.append(diff)
     if any(r.metrics for r in runs):
         sections.append(reference_section(groups))
     if (emb := embedding_comparison_section(runs, explores)) is not None:
