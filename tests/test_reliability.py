@@ -29,6 +29,7 @@ import re
 import select
 import shlex
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -285,17 +286,19 @@ def _damage(run: Path, how: str) -> None:
         torch.save([1, 2, 3], path)
     elif how == "no model":
         torch.save({"optimizer": good["optimizer"]}, path)
+    # The next four decode and carry a recorded SHA-256 (saved as cnnlstm saves), so what is checked
+    # is the contents: a file from another version, not one damaged on disk.
     elif how == "no optimizer state":
-        torch.save({k: v for k, v in good.items() if k != "optimizer"}, path)
+        runs.save_checkpoint(path, {k: v for k, v in good.items() if k != "optimizer"})
     elif how == "bad train_state":
-        torch.save({**good, "train_state": {"epoch": 1, "bogus": 2}}, path)
+        runs.save_checkpoint(path, {**good, "train_state": {"epoch": 1, "bogus": 2}})
     elif how == "bad rng state":
-        torch.save({**good, "rng": {"augment": "x", "torch": torch.zeros(3)}}, path)
+        runs.save_checkpoint(path, {**good, "rng": {"augment": "x", "torch": torch.zeros(3)}})
     elif how == "another model's weights":
         other = resolve_train_config("model2", overrides=dict(device="cpu"))
         from cnnlstm.experiment import build_model
 
-        torch.save({**good, "model": build_model(other, 10, 28, torch.device("cpu")).state_dict()}, path)
+        runs.save_checkpoint(path, {**good, "model": build_model(other, 10, 28, torch.device("cpu")).state_dict()})
 
 
 DAMAGE = {  # how -> words the one-line error must hold
@@ -355,6 +358,77 @@ def test_mutated_checkpoints_load_or_raise_run_error(tmp_path):
             outcomes["loaded"] += 1
     print(f"\nmutated checkpoints: {outcomes}")
     assert outcomes["refused"] > 200, outcomes
+
+
+def flip_tensor_bit(path: Path, entry: str = "data/0", offset: int = 0) -> None:
+    """Flip the lowest bit of byte ``offset`` of the raw tensor storage ``entry`` in a torch zip file.
+
+    torch stores each storage uncompressed as ``<archive>/data/<key>``; the byte's position in the
+    file is the entry's local header offset plus the 30-byte header, its name and its extra field.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith(f"/{entry}"))
+    data = bytearray(path.read_bytes())
+    header = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[header + 26:header + 30])
+    data[header + 30 + name_len + extra_len + offset] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_bit_flip_inside_tensor_bytes_decodes_so_only_the_checksum_can_catch_it(done_run):
+    """The control for the two tests below: the flipped file still loads without the digest."""
+    path = done_run / "best.pt"
+    before = torch.load(path, weights_only=True)["model"]
+    flip_tensor_bit(path)
+    after = torch.load(path, weights_only=True)["model"]  # no error: torch does not check its zip CRCs
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(RunError, match=r"best.pt is damaged: SHA-256 mismatch"):
+        load_checkpoint(path)
+
+
+def test_cli_evaluate_refuses_best_weights_with_a_flipped_bit(done_run, capsys):
+    flip_tensor_bit(done_run / "best.pt", offset=5)
+    rc, _, err = cli(["evaluate", done_run, "--quiet"], capsys)
+    assert_one_line_error(rc, err, "evaluate", "best.pt is damaged: SHA-256 mismatch")
+
+
+def test_cli_resume_refuses_a_checkpoint_with_a_flipped_bit(half_run, capsys):
+    before = (half_run / "history.csv").read_bytes()
+    flip_tensor_bit(half_run / "checkpoint.pt")
+    rc, _, err = cli(["train", "--resume", half_run, "--quiet"], capsys)
+    assert_one_line_error(rc, err, "train", "checkpoint.pt is damaged: SHA-256 mismatch")
+    assert (half_run / "history.csv").read_bytes() == before  # nothing trained on from damaged state
+
+
+def test_run_folder_from_before_checksums_loads_with_a_warning(done_run, tiny_data_dir, caplog):
+    (done_run / runs.CHECKSUMS).unlink()
+    with caplog.at_level("WARNING", logger="cnnlstm.runs"):
+        metrics = evaluate_run(done_run, load_dataset(tiny_data_dir, verify=False), figures=False)
+    assert metrics["n_test"] == 50
+    assert any("best.pt has no recorded SHA-256" in r.getMessage() for r in caplog.records)
+
+
+def test_a_crash_between_recording_and_replacing_still_loads_only_whole_files(tmp_path):
+    """save_checkpoint records the new digest first; if the replace never happens (a crash, a full
+    disk) the whole old file must still load, while a damaged old file is never carried over."""
+    path = tmp_path / "checkpoint.pt"
+    runs.save_checkpoint(path, {"model": {"w": torch.zeros(4)}})
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.ones(4)}}, buf)
+    runs.record_checksum(path, buf.getvalue())  # ... and the process dies before atomic_write
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.zeros(4))
+    flip_tensor_bit(path)
+    runs.record_checksum(path, buf.getvalue())  # the damaged file on disk is not "previous"
+    with pytest.raises(RunError, match="checkpoint.pt is damaged: SHA-256 mismatch"):
+        load_checkpoint(path)
+
+
+def test_damaged_checksums_file_is_one_line_naming_it(done_run, capsys):
+    (done_run / runs.CHECKSUMS).write_text('{"best.pt": "nope"}')
+    rc, _, err = cli(["evaluate", done_run, "--quiet"], capsys)
+    assert_one_line_error(rc, err, "evaluate", "checksums.json is damaged", "delete it")
 
 
 # --------------------------------------------------------------------------- config files

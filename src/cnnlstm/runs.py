@@ -1,9 +1,10 @@
-"""The run folder contract: atomic writes, safe checkpoint loading, history, locking.
+"""The run folder contract: atomic writes, safe checkpoint loading, checksums, history, locking.
 
 A run folder holds ``config.json``, ``history.csv``, ``checkpoint.pt`` (last state, for exact
-resume), ``best.pt`` (best validation weights), ``metrics.json``, ``predictions.npz``,
-``figures/`` and the reports. Every file is written through a temp file and a rename, so a crash
-or a full disk never leaves half a file where a whole one was.
+resume), ``best.pt`` (best validation weights), ``checksums.json`` (their SHA-256),
+``metrics.json``, ``predictions.npz``, ``figures/`` and the reports. Every file is written
+through a temp file and a rename, so a crash or a full disk never leaves half a file where a
+whole one was.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import logging
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 CHECKPOINT_FORMAT = 1
+CHECKSUMS = "checksums.json"  # SHA-256 of each checkpoint file of a run folder
 # atomic_write's temp files: ".<name>.<writer pid>.<8 hex digits>.tmp" (the pid tells a dead
 # writer's leftovers from a live one's)
 TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
@@ -171,12 +174,18 @@ def _parse_cell(key: str | None, value: str | None) -> float | int | None:
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """``torch.save`` to memory, then an atomic write (a crash mid-write keeps the old file)."""
+    """``torch.save`` to memory, record its SHA-256, then an atomic write of the file.
+
+    The digest goes into the folder's ``checksums.json`` *before* the file is replaced (see
+    :func:`record_checksum`), so a crash between the two writes leaves a file that still verifies.
+    """
     import torch
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write(path, buf.getvalue())
+    payload = buf.getvalue()
+    record_checksum(path, payload)
+    atomic_write(path, payload)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -184,13 +193,16 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
 
     A checkpoint may come from anywhere (a download, a shared folder), so it is untrusted input:
     its pickle may only rebuild tensors and plain containers, and any failure to decode it is
-    reported as a damaged file rather than a crash.
+    reported as a damaged file rather than a crash. A file that decodes is then checked against
+    the SHA-256 recorded in its folder's ``checksums.json`` (:func:`verify_checksum`): a flipped
+    bit inside tensor bytes decodes fine, and only the digest catches it.
 
     Raises
     ------
     RunError
-        Missing, truncated, or a file whose pickle holds anything beyond tensors and plain
-        containers (which could run code); the message says which.
+        Missing, truncated, a file whose pickle holds anything beyond tensors and plain
+        containers (which could run code), or one whose bytes changed since cnnlstm wrote it;
+        the message says which.
     """
     import torch
 
@@ -198,9 +210,13 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise RunError(f"{path} is missing")
     try:
+        payload = path.read_bytes()
+    except OSError as exc:
+        raise RunError(f"{path} is unreadable ({exc.strerror or exc})") from exc
+    try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols of damaged files
             warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         foreign = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if foreign:  # the pickle asks for a function or class: what a code-running payload does
@@ -211,6 +227,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
         raise RunError(f"{path}: damaged or not a checkpoint ({_first_sentence(exc)})") from exc
     if not isinstance(state, dict) or "model" not in state:
         raise RunError(f"{path}: not a cnnlstm checkpoint")
+    verify_checksum(path, payload)
     return state
 
 
@@ -227,6 +244,79 @@ def _unpickling_reason(exc: Exception) -> str:
 def _first_sentence(exc: Exception) -> str:
     text = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_checksums(folder: str | Path) -> dict | None:
+    """``folder/checksums.json`` as ``{file name: {"sha256": hex, "previous": hex?}}``; None if absent.
+
+    Raises
+    ------
+    RunError
+        The file exists but is not such a table.
+    """
+    path = Path(folder) / CHECKSUMS
+    if not path.exists():
+        return None
+    table = read_json(path)
+    if not isinstance(table, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in table.values()):
+        raise RunError(f"{path} is damaged (not a table of SHA-256 digests); delete it to load the "
+                       "checkpoints of this folder unverified")
+    return table
+
+
+def record_checksum(path: str | Path, payload: bytes) -> None:
+    """Record ``payload``'s SHA-256 for ``path`` in ``checksums.json``, before ``path`` is replaced.
+
+    The entry keeps, as ``previous``, the digest of the file now at ``path`` when that file is
+    whole (it matches its own entry, or the folder has no entry for it yet): a crash after this
+    write but before the replace leaves that file in place, and it must still load. A file that
+    already fails its digest is never carried over.
+    """
+    path = Path(path)
+    try:
+        table = read_checksums(path.parent) or {}
+    except RunError as exc:  # rewritten now; the other files' digests are lost with it
+        log.warning("%s; writing a new one", exc)
+        table = {}
+    entry = {"sha256": sha256_hex(payload)}
+    old = table.get(path.name)
+    if path.is_file():
+        on_disk = sha256_hex(path.read_bytes())
+        if old is None or on_disk in (old.get("sha256"), old.get("previous")):
+            entry["previous"] = on_disk
+    table[path.name] = entry
+    write_json(path.parent / CHECKSUMS, table)
+
+
+def verify_checksum(path: str | Path, payload: bytes) -> None:
+    """Check ``payload`` (the bytes of ``path``) against the digest recorded for it.
+
+    A folder written before checksums existed (no ``checksums.json``, or no entry for this file)
+    loads with a logged warning.
+
+    Raises
+    ------
+    RunError
+        ``"<path> is damaged: SHA-256 mismatch"``: the bytes changed since cnnlstm wrote them.
+    """
+    path = Path(path)
+    entry = (read_checksums(path.parent) or {}).get(path.name)
+    if entry is None:
+        log.warning("%s has no recorded SHA-256 (written before checksums, or copied out of its run "
+                    "folder); loading it unverified", path)
+        return
+    digest = sha256_hex(payload)
+    if digest not in (entry["sha256"], entry.get("previous")):
+        raise RunError(f"{path} is damaged: SHA-256 mismatch (its bytes changed after cnnlstm wrote them; "
+                       f"recorded {entry['sha256'][:12]}..., found {digest[:12]}...)")
 
 
 # --------------------------------------------------------------------------- locking

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.json", "checkpoint.pt", "best.pt", "history.csv")  # what a retry carries over
+RUN_FILES = ("config.json", "checkpoint.pt", "best.pt", "checksums.json", "history.csv")  # what a retry carries over
 
 
 # --------------------------------------------------------------------------- settings
