@@ -117,7 +117,7 @@ ABLATIONS = {
 class Job:
     """One unit of the study: a training run, the exploration, or an embedding."""
 
-    kind: str  # "explore" | "train" | "embed"
+    kind: str  # "explore" | "train" | "embed" | "robustness" | "explain"
     name: str  # folder name under the study folder
     group: str  # "explore", "baseline", "reference", "hybrid", "flagship", "ablation", "embed"
     cfg: TrainConfig | None = None
@@ -206,8 +206,10 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
 
 
 def job_done(job: Job, root: Path) -> bool:
-    """A finished job left its final file: metrics.json (train), stats.json (explore), embed.json."""
-    final = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json"}[job.kind]
+    """A finished job left its final file: metrics.json (train), stats.json (explore), embed.json,
+    robustness.json or explain.json."""
+    final = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json",
+             "robustness": "robustness.json", "explain": "explain.json"}[job.kind]
     return (job.folder(root) / final).exists()
 
 
@@ -242,6 +244,23 @@ def embed_jobs(root: Path, jobs: list[Job]) -> list[Job]:
     return out
 
 
+#: Models whose seed-0 run the study evaluates on corrupted test images; model1 first, because
+#: every other model's corruption error is normalised by its errors (ImageNet-C's mCE).
+ROBUSTNESS_MODELS = (*BASELINES, *HYBRIDS, *FLAGSHIP_FAMILY)
+
+
+def analysis_jobs(preset: StudyPreset, jobs: list[Job]) -> list[Job]:
+    """Robustness of seed 0 of the baselines, hybrids and flagship family; the flagship's explanation."""
+    seed0 = {j.cfg.model: j for j in jobs if j.kind == "train" and j.group != "ablation" and j.cfg.seed == 0}
+    out = []
+    if preset.robustness_samples:
+        out += [Job("robustness", seed0[m].name, "robustness", seed0[m].cfg, label=m, weight=1.0)
+                for m in ROBUSTNESS_MODELS if m in seed0]
+    if preset.explain_per_class and FLAGSHIP in seed0:
+        out.append(Job("explain", seed0[FLAGSHIP].name, "explain", seed0[FLAGSHIP].cfg, label=FLAGSHIP, weight=0.5))
+    return out
+
+
 def _mean_val(root: Path, jobs: list[Job], model: str) -> float:
     vals = []
     for job in jobs:
@@ -265,7 +284,7 @@ class StudyProgress:
 
 
 def run_job(job: Job, root: Path, ds: Dataset, *, progress: StudyProgress, explore_kwargs: dict,
-            embed_kwargs: dict) -> None:
+            embed_kwargs: dict, robustness_kwargs: dict | None = None, explain_kwargs: dict | None = None) -> None:
     """Run (or resume) one job into its folder."""
     from cnnlstm import exploration
     from cnnlstm.experiment import train_run
@@ -281,6 +300,18 @@ def run_job(job: Job, root: Path, ds: Dataset, *, progress: StudyProgress, explo
         train_run(cfg, folder, ds, resume=resume, on_step=progress.on_step, on_epoch=progress.on_epoch)
     elif job.kind == "embed":
         exploration.run_embed(folder, ds, **embed_kwargs)
+    elif job.kind == "robustness":
+        from cnnlstm.robustness import load_robustness, run_robustness
+
+        kwargs = dict(robustness_kwargs or {})
+        base = root / "runs" / f"{BASELINES[0]}-s0"
+        if job.cfg.model != BASELINES[0] and (base / "robustness.json").exists():
+            kwargs["baseline"] = load_robustness(base)
+        run_robustness(folder, ds, **kwargs)
+    elif job.kind == "explain":
+        from cnnlstm.explain import run_explain
+
+        run_explain(folder, ds, **(explain_kwargs or {}))
 
 
 def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[Job] | None = None,
@@ -297,6 +328,9 @@ def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[
     jobs = jobs if jobs is not None else plan_jobs(preset)
     explore_kwargs = {"tsne_samples": preset.tsne_samples, "seed": seed, "n_jobs": n_jobs}
     embed_kwargs = {"samples": preset.embed_samples, "seed": seed}
+    robustness_kwargs = {"samples": preset.robustness_samples, "severities": preset.robustness_severities,
+                         "seed": seed}
+    explain_kwargs = {"per_class": max(1, preset.explain_per_class), "seed": seed}
     t_start, ran, skipped = time.perf_counter(), 0, 0
     all_jobs = list(jobs)
     i = 0
@@ -304,16 +338,17 @@ def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[
         job = all_jobs[i]
         if job_done(job, root):
             skipped += 1
-            log.info("skipping %s (done)", job.name if job.kind != "embed" else f"embed {job.name}")
+            log.info("skipping %s (done)", job.name if job.kind == "train" else f"{job.kind} {job.name}")
         else:
             progress.on_job_start(i, len(all_jobs), job)
             t0 = time.perf_counter()
-            run_job(job, root, ds, progress=progress, explore_kwargs=explore_kwargs, embed_kwargs=embed_kwargs)
+            run_job(job, root, ds, progress=progress, explore_kwargs=explore_kwargs, embed_kwargs=embed_kwargs,
+                    robustness_kwargs=robustness_kwargs, explain_kwargs=explain_kwargs)
             progress.on_job_end(i, len(all_jobs), job, time.perf_counter() - t0)
             ran += 1
         i += 1
         if i == len(jobs):  # training is over: now we know which runs to embed
-            all_jobs += embed_jobs(root, jobs)
+            all_jobs += embed_jobs(root, jobs) + analysis_jobs(preset, jobs)
     return {"jobs": all_jobs, "ran": ran, "skipped": skipped, "seconds": time.perf_counter() - t_start}
 
 

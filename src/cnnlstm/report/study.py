@@ -260,7 +260,7 @@ def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, d
     fig_dir = root / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     tsne_png, tsne_rows = tsne_figure(root, jobs, ds, fig_dir / "tsne_comparison.png")
-    sections = build_sections(root, preset, models, ablations, tsne_png, tsne_rows, ds)
+    sections = build_sections(root, preset, models, ablations, tsne_png, tsne_rows, ds, jobs)
     out = root / "report.html"
     write_report(out, f"cnnlstm study ({preset.name})", sections)
     return out
@@ -278,9 +278,9 @@ REF_COLUMNS = ["model", "published", "measured (test %)", "seeds", "epochs", "sc
 
 HOW_TO_READ = (
     "Test accuracy in percent, mean ± sample std over the n seeds shown. Every best epoch was chosen on a "
-    "5,000-image validation split of the training set, never on the test set. A difference between two "
+    "validation split held out of the training set, never on the test set. A difference between two "
     "models is claimed only when its 95% t-interval over seeds (seed k paired with seed k) excludes 0; "
-    "McNemar's exact test and a paired bootstrap over the 10,000 test images are shown per seed pair, and "
+    "McNemar's exact test and a paired bootstrap over the test images are shown per seed pair, and "
     "measure test-set sampling noise only, not seed-to-seed variation. Training time is the training "
     "loop's seconds on this machine (validation excluded).")
 
@@ -291,7 +291,7 @@ def recipe_label(model: str, preset: StudyPreset) -> str:
 
 
 def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dict, tsne_png: Path | None,
-                   tsne_rows: list[dict], ds: Dataset) -> list[Section]:
+                   tsne_rows: list[dict], ds: Dataset, jobs: list[Job]) -> list[Section]:
     """The report's sections, in reading order."""
     comparisons = control_comparisons(models)
     ablation_cmp = ablation_comparisons(ablations)
@@ -332,6 +332,9 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
             Paragraph("Each row changes one thing of the flagship under the flagship's own schedule; Δ is "
                       "against the 'all_on' row, with its 95% interval over seeds."), Table(abl, list(abl[0]))]))
     sections += flagship_sections(models)
+    sections += [sec for sec in (calibration_section(models),
+                                 robustness_section(robustness_records(root, jobs), root, jobs),
+                                 explain_section(root, jobs), audit_section(root)) if sec is not None]
     tsne_blocks = []
     if tsne_rows:
         tsne_blocks.append(Table(tsne_rows, list(tsne_rows[0])))
@@ -365,6 +368,107 @@ def flagship_sections(models: dict) -> list[Section]:
                   "_class": "highlight" if c["label"] == worst else ""} for c in run["metrics"]["per_class"]]
     return [Section(f"The flagship {FLAGSHIP} ({run['folder'].name})", [
         Table(per_class, ["label", "class", "precision", "recall", "F1"]), Figures(items)])]
+
+
+# --------------------------------------------------------------------------- beyond accuracy
+
+
+def _f(value, digits: int = 4, scale: float = 1.0) -> str:
+    return "—" if value is None else f"{scale * value:.{digits}f}"
+
+
+def calibration_section(models: dict[str, dict]) -> Section | None:
+    """ECE/MCE/Brier per model (mean over seeds), before and after temperature scaling."""
+    rows = []
+    for model, agg in sorted(models.items(), key=lambda kv: -kv[1]["acc_mean"]):
+        ms = [r["metrics"] for r in agg["runs"] if r["metrics"].get("ece") is not None]
+        if not ms:
+            continue
+        mean = lambda k: mean_std(m.get(k) for m in ms)[0]  # noqa: E731
+        rows.append({"model": model, "seeds": len(ms), "ECE (15 bins)": _f(mean("ece")),
+                     "MCE": _f(mean("mce")), "Brier": _f(mean("brier")),
+                     "temperature (fitted on validation)": _f(mean("temperature"), 3),
+                     "ECE after scaling": _f(mean("ece_temperature"))})
+    if not rows:
+        return None
+    blocks = [Paragraph("Are the probabilities honest? Expected calibration error over 15 equal-width "
+                        "confidence bins, the largest bin gap (MCE) and the Brier score on the test set, then "
+                        "ECE after temperature scaling with one temperature fitted on the validation split "
+                        "(never the test set). Mean over the seeds shown."), Table(rows, list(rows[0]))]
+    run = models.get(FLAGSHIP, {}).get("runs", [None])[0]
+    if run is not None:
+        figs = sorted((run["folder"] / "figures").glob("reliability*.png"))
+        if figs:
+            blocks.append(Figures([Figure(p, f"{FLAGSHIP}: {p.stem.replace('_', ' ')}") for p in figs]))
+    return Section("Calibration", blocks)
+
+
+def robustness_records(root: Path, jobs: list[Job]) -> list[tuple[str, dict]]:
+    """``(model, robustness.json)`` of every robustness job the study finished, in job order."""
+    out = []
+    for job in jobs:
+        path = job.folder(root) / "robustness.json"
+        if job.kind == "robustness" and path.exists():
+            out.append((job.label, read_json(path)))
+    return out
+
+
+def robustness_section(records: list[tuple[str, dict]], root: Path, jobs: list[Job]) -> Section | None:
+    """Accuracy under the Fashion-MNIST-C corruptions, and the mean corruption error against model1."""
+    if not records:
+        return None
+    first = records[0][1]
+    rows = [{"model": model, "clean %": _f(r["clean_accuracy"], 2, 100),
+             "mean corrupted %": _f(r["mean_corrupted_accuracy"], 2, 100),
+             "mCE vs model1": _f(r.get("mce"), 3), "relative mCE": _f(r.get("relative_mce"), 3),
+             "worst corruption": min(r["mean_accuracy"], key=r["mean_accuracy"].get) if r.get("mean_accuracy") else ""}
+            for model, r in records]
+    sev = ", ".join(str(s) for s in first.get("severities", []))
+    blocks = [Paragraph(f"Seed 0 of each model on {first['n_images']:,} test images, corrupted with the 15 "
+                        f"corruptions of Fashion-MNIST-C (Weiss & Tonella 2022), generated here from a seed, at "
+                        f"severity {sev}. mCE is the ImageNet-C mean corruption error: each corruption's error "
+                        "summed over severities, divided by model1's, averaged over corruptions (below 1 = more "
+                        "robust than model1); relative mCE does the same with the clean error subtracted. One "
+                        "seed per model: differences here are single-seed observations, not findings."),
+              Table(rows, list(rows[0]))]
+    by_model = {j.label: j.folder(root) for j in jobs if j.kind == "robustness"}
+    figs = [Figure(by_model[m] / "figures" / "robustness.png", f"{m}: accuracy per corruption and severity")
+            for m in (FLAGSHIP, "cnn_twin") if m in by_model and (by_model[m] / "figures" / "robustness.png").exists()]
+    if figs:
+        blocks.append(Figures(figs))
+    return Section("Robustness to corruptions", blocks)
+
+
+def explain_section(root: Path, jobs: list[Job]) -> Section | None:
+    """The flagship's Grad-CAM and LSTM-step attribution figures."""
+    job = next((j for j in jobs if j.kind == "explain"), None)
+    if job is None:
+        return None
+    figs = job.folder(root) / "figures"
+    items = [Figure(figs / name, caption) for name, caption in (
+        ("explain.png", "Grad-CAM on the last conv layer, and which LSTM steps (rows) the decision rests on"),
+        ("explain_mistakes.png", "the worst class's most confident mistakes")) if (figs / name).exists()]
+    if not items:
+        return None
+    return Section(f"Where the flagship looks ({job.name})", [Paragraph(
+        "For a few test images per class: the Grad-CAM heat map of the predicted class on the last "
+        "convolution, and an integrated-gradients attribution over the LSTM's input steps (each step is one "
+        "row of the feature map), drawn back onto the image."), Figures(items)])
+
+
+def audit_section(root: Path) -> Section | None:
+    """Duplicates within and across the splits, from the exploration's ``stats.json``."""
+    path = root / "explore" / "stats.json"
+    if not path.exists():
+        return None
+    audit = read_json(path).get("audit")
+    if not audit:
+        return None
+    try:
+        from cnnlstm.report.trust import audit_section as trust_audit_section
+    except ImportError:
+        return None
+    return trust_audit_section(audit, root / "explore")
 
 
 def explore_sections(root: Path) -> list[Section]:
