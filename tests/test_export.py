@@ -19,7 +19,7 @@ from cnnlstm.data import PIXEL_MEAN, PIXEL_STD, load_dataset, to_tensor
 from cnnlstm.errors import RunError
 from cnnlstm.experiment import evaluate_run, train_run
 from cnnlstm.images import load_image
-from cnnlstm.predict import load_run_model, predict_files
+from cnnlstm.predict import load_predictor, predict_files
 
 from conftest import synthetic_arrays, write_dataset
 
@@ -42,7 +42,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_probability_model_is_softmax_of_the_classifier(runs):
-    run = load_run_model(runs["model1"])
+    run = load_predictor(runs["model1"])
     x = to_tensor(ARRAYS["test_images"][:4])
     with torch.no_grad():
         probs = E.ProbabilityModel(run.model).eval()(x)
@@ -57,7 +57,7 @@ def test_export_agrees_with_pytorch(runs, tmp_path, model, fmt):
     """On real preprocessed images, batch sizes 1 and 7 (tracing used 2): equal to 1e-5."""
     result = E.export_run(runs[model], fmt, out=tmp_path / f"exported {model}.{fmt}")
     assert result.path.is_file() and result.max_abs_diff <= E.TOLERANCE
-    run = load_run_model(runs[model])
+    run = load_predictor(runs[model])
     module = E.ProbabilityModel(run.model).eval()
     for n in (1, 7):
         x = to_tensor(ARRAYS["test_images"][10:10 + n]).numpy()
@@ -105,7 +105,7 @@ def test_exported_model_on_a_photo_matches_cnnlstm_predict(runs, tmp_path):
     pixels = load_image(tmp_path / "photo.jpg").astype(np.float32)
     x = ((pixels / 255 - card["preprocessing"]["mean"]) / card["preprocessing"]["std"])[None, None]
     probs = E.run_exported(result.path, "torchscript", x.astype(np.float32))[0]
-    top = next(predict_files(load_run_model(runs["cnn_lstm"]), [tmp_path / "photo.jpg"], topk=3)).top
+    top = next(predict_files(load_predictor(runs["cnn_lstm"]), [tmp_path / "photo.jpg"], topk=3)).top
     assert [t["label"] for t in top] == np.argsort(-probs)[:3].tolist()
     np.testing.assert_allclose([t["prob"] for t in top], np.sort(probs)[::-1][:3], atol=1e-5)
 

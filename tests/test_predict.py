@@ -21,7 +21,7 @@ from cnnlstm.data import FASHION_CLASSES, PIXEL_STD, load_dataset, to_tensor
 from cnnlstm.errors import ImageError, RunError
 from cnnlstm.evaluate import predict_probs
 from cnnlstm.experiment import evaluate_run, train_run
-from cnnlstm.predict import load_run_model, predict_files, run_class_names
+from cnnlstm.predict import load_predictor, predict_files, run_class_names
 
 from conftest import REAL_DATA_DIR, synthetic_arrays, write_dataset
 
@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded(run_dir):
-    return load_run_model(run_dir)
+    return load_predictor(run_dir)
 
 
 def big_on_white(raw: np.ndarray, scale: int = 10, margin=(40, 60), rgb: bool = True) -> Image.Image:
@@ -211,7 +211,7 @@ def test_real_test_images_survive_the_catalogue_photo_round_trip(tmp_path):
     cfg = TrainConfig(model="model1", epochs=1, batch_size=64, val_size=500, limit_train=4000, lr=3e-3,
                       device="cpu")
     train_run(cfg, tmp_path / "run", ds, evaluate=False)
-    run = load_run_model(tmp_path / "run")
+    run = load_predictor(tmp_path / "run")
     raws, diffs, paths = ds.test_images[:200], [], []
     for i, raw in enumerate(raws):
         paths.append(save(big_on_white(raw), tmp_path / f"{i}.png"))
@@ -252,18 +252,18 @@ def test_class_names_come_from_the_run(run_dir, tmp_path):
 
 def test_run_errors_are_run_errors(tmp_path, run_dir):
     with pytest.raises(RunError, match="no such run folder"):
-        load_run_model(tmp_path / "nope")
+        load_predictor(tmp_path / "nope")
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "config.json").write_text((run_dir / "config.json").read_text())
     with pytest.raises(RunError, match="best.pt is missing"):
-        load_run_model(partial)
+        load_predictor(partial)
     config = json.loads((run_dir / "config.json").read_text())
     config["model"] = "model2"  # weights of Model I under a Model II config
     (partial / "config.json").write_text(json.dumps(config))
     (partial / "best.pt").write_bytes((run_dir / "best.pt").read_bytes())
     with pytest.raises(RunError, match="do not fit model2"):
-        load_run_model(partial)
+        load_predictor(partial)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -349,3 +349,34 @@ def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- layering
+
+TRAINING_STACK = ("cnnlstm.train", "cnnlstm.experiment", "cnnlstm.distributed")
+
+LEAN_IMPORTS = r'''
+import json, sys
+RUN, IMAGE, OUT, *STACK = sys.argv[1:]
+import cnnlstm.predict, cnnlstm.export, cnnlstm.cli.predict_cmd, cnnlstm.cli.export_cmd
+after_import = [m for m in STACK if m in sys.modules]
+from cnnlstm.cli import main
+codes = [main(["predict", RUN, IMAGE, "--json", "--quiet"]),
+         main(["export", RUN, "--format", "torchscript", "--out", OUT, "--quiet"])]
+print(json.dumps({"after_import": after_import, "codes": codes,
+                  "after_use": [m for m in STACK if m in sys.modules]}))
+'''
+
+
+def test_predict_and_export_never_load_the_training_stack(run_dir, tmp_path):
+    """Reading a run for inference needs neither training, the experiment glue nor DDP: in a fresh
+    interpreter, importing predict and export, and then running both commands, loads none of them."""
+    import subprocess
+    import sys
+
+    image = save(Image.fromarray(ARRAYS["test_images"][0]), tmp_path / "a.png")
+    argv = [str(run_dir), image, str(tmp_path / "m.pt"), *TRAINING_STACK]
+    proc = subprocess.run([sys.executable, "-c", LEAN_IMPORTS, *argv], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"after_import": [], "codes": [0, 0], "after_use": []}, result

@@ -33,7 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from cnnlstm.errors import DatasetError
+from cnnlstm.errors import DatasetError, RunError
+from cnnlstm.fileio import atomic_write, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +204,6 @@ def has_all_files(folder: Path) -> bool:
     return folder.is_dir() and all(find_idx_file(folder, s) for s in SPLIT_FILES.values())
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def read_verified(folder: Path, verify: bool) -> tuple[dict[str, np.ndarray], bool]:
     """Read the four IDX files of ``folder``; check SHA-256 of the decompressed bytes if asked."""
     arrays, all_match = {}, True
@@ -277,30 +274,15 @@ def cache_folder(folder: Path) -> Path:
     return user_cache_dir().parent / "arrays" / key
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_cache(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Cache arrays as raw ``.npy`` files plus a manifest with each file's SHA-256."""
     out = cache_folder(folder)
     manifest = {"version": _CACHE_VERSION, "meta": meta, "files": {}}
     for key, arr in arrays.items():
         buf = _npy_bytes(arr)
-        atomic_write_bytes(out / f"{key}.npy", buf)
+        atomic_write(out / f"{key}.npy", buf)
         manifest["files"][key] = sha256_hex(buf)
-    atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode())
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1).encode())
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -411,7 +393,7 @@ def load_from_folder(folder: Path, *, verify: bool, use_cache: bool = True) -> D
         if use_cache:
             try:
                 write_cache(folder, arrays, meta)
-            except OSError as exc:  # a read-only home must not stop training
+            except (OSError, RunError) as exc:  # a read-only home must not stop training
                 log.warning("could not write the array cache: %s", exc)
         source = str(folder)
     verified = bool(meta.get("verified"))

@@ -17,14 +17,15 @@ import numpy as np
 import torch
 
 from cnnlstm import augment as aug
-from cnnlstm.config import TrainConfig, config_to_dict, from_dict
+from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import Dataset, stratified_split, to_tensor
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.evaluate import compute_metrics, predict_probs
 from cnnlstm.models import create_model
-from cnnlstm.runs import (load_checkpoint, load_run_config, read_history, run_lock, weights_path,
-                          write_json)
-from cnnlstm.train import FitData, TrainState, fit, resolve_device, unwrap
+from cnnlstm.device import resolve_device
+from cnnlstm.runs import (load_checkpoint, load_run_config, load_run_weights, read_history, run_lock,
+                          write_json, write_npz)
+from cnnlstm.train import FitData, TrainState, fit, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
     with run_lock(run_dir) if rank == 0 else nullcontext():
         ckpt = None
         if resume:
-            cfg = from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
+            cfg = load_run_config(run_dir)
             if (run_dir / "checkpoint.pt").exists():
                 ckpt = load_checkpoint(run_dir / "checkpoint.pt")
             else:
@@ -185,22 +186,6 @@ def tensorboard_writer(cfg: TrainConfig, run_dir: Path, rank: int):
         writer.close()
 
 
-def load_run_weights(model: torch.nn.Module, run_dir: Path, which: str, device) -> dict:
-    """Load a run's ``best.pt`` (``which="best"``) or ``checkpoint.pt`` into ``model``; return the checkpoint.
-
-    Raises
-    ------
-    RunError
-        The file is missing or damaged, or its weights do not fit the model of ``config.json``.
-    """
-    ckpt = load_checkpoint(weights_path(run_dir, which), map_location=device)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise RunError(f"{run_dir}: checkpoint does not match its config.json ({str(exc).splitlines()[0]})") from exc
-    return ckpt
-
-
 def tta_views_for(cfg: TrainConfig):
     """Test-time views: identity plus each flip training used (None when training used none)."""
     if not (cfg.flip_h or cfg.flip_v):
@@ -218,7 +203,7 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
     """
     run_dir = Path(run_dir)
     if cfg is None:
-        cfg = from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
+        cfg = load_run_config(run_dir)
     check_dataset_matches(cfg, ds)
     dev = resolve_device(device or cfg.device)
     if model is None:
@@ -240,20 +225,10 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
                    eval_seconds=seconds, dataset=ds.source, verified=ds.verified)
     preds = probs.argmax(1)
     write_json(run_dir / "metrics.json", metrics)
-    _save_npz(run_dir / "predictions.npz", labels=labels, preds=preds, probs=probs.astype(np.float32))
+    write_npz(run_dir / "predictions.npz", labels=labels, preds=preds, probs=probs.astype(np.float32))
     if figures:
         write_run_figures(run_dir, metrics, labels, probs, preds, splits.test_images, ds.classes, history)
     return metrics
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    import io
-
-    from cnnlstm.runs import atomic_write
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
 
 
 def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images, classes, history) -> None:
@@ -272,9 +247,6 @@ def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images
     plots.plot_misclassified(images, labels, preds, classes, fig / "misclassified.png")
 
 
-def load_run_for_eval(run_dir: str | Path) -> TrainConfig:
-    """The validated config of an existing run folder."""
-    try:
-        return from_dict(TrainConfig, load_run_config(run_dir), where=f"{run_dir}/config.json")
-    except ConfigError as exc:
-        raise RunError(str(exc)) from exc
+# The old name of cnnlstm.runs.load_run_config (the validated config of a run folder), which
+# several commands still import from here.
+load_run_for_eval = load_run_config

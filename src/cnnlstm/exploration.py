@@ -13,7 +13,6 @@ n = 70,000) unless ``k0`` is given. Both write the same ``embed.json`` layout (s
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from cnnlstm import explore, plots
 from cnnlstm.data import Dataset
 from cnnlstm.embed import default_k0, embedding_quality, tsne_embed
-from cnnlstm.runs import atomic_write, run_lock, write_json
+from cnnlstm.runs import run_lock, write_json, write_npy, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +34,6 @@ SAMPLES_PER_CLASS = 8  # images per class in sample_grid.png
 # Below this many points openTSNE's per-iteration work is too small to share: on a busy 2-core
 # machine 2 threads took 28 s for 150 points where 1 thread took 2 s (they wait on each other).
 SINGLE_THREAD_BELOW = 5000
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    atomic_write(path, buf.getvalue())
 
 
 def subsample(n: int, samples: int | None, seed: int) -> np.ndarray | None:
@@ -168,7 +161,7 @@ def raw_tsne(ds: Dataset, out_dir: Path, images: np.ndarray, labels: np.ndarray,
     record = embed_record(space="raw pixels", n=len(y), perplexity=perplexity, k0=k0, seed=seed,
                           n_jobs=n_jobs, seconds=seconds, quality=quality, indices=idx,
                           index_space="train+test (train images first, then test)")
-    _save_npy(out_dir / "embedding.npy", emb)
+    write_npy(out_dir / "embedding.npy", emb)
     plots.plot_embedding(emb, y, ds.classes, out_dir / "figures" / "tsne_raw.png",
                          f"t-SNE of raw pixels (PCA init), {quality_line(record)}")
     write_json(out_dir / "embed.json", record)
@@ -227,16 +220,19 @@ def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = 
 def load_run_model(run_dir: Path, cfg, ds: Dataset, device):
     """The run's model with its ``best.pt`` weights on ``device`` (eval mode).
 
+    The commands that already hold the run's config and dataset call this; it is
+    :func:`cnnlstm.runs.load_run_model` (which leaves torch's global RNG alone) at the dataset's
+    image size. ``cfg`` is unused, kept for those callers.
+
     Raises
     ------
     RunError
         ``best.pt`` missing or damaged, or weights that do not fit ``config.json``.
     """
-    from cnnlstm.experiment import build_model, load_run_weights
+    from cnnlstm import runs
 
-    model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], device)
-    load_run_weights(model, Path(run_dir), "best", device)
-    return model.eval()
+    model, _ = runs.load_run_model(run_dir, "best", device, image_size=ds.train_images.shape[1])
+    return model
 
 
 def add_features_to_predictions(path: Path, labels: np.ndarray, features: np.ndarray) -> bool:
@@ -252,9 +248,7 @@ def add_features_to_predictions(path: Path, labels: np.ndarray, features: np.nda
         log.warning("%s holds other test labels than the embedded ones; features not added", path)
         return False
     arrays["features"] = features.astype(np.float16)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+    write_npz(path, **arrays)
     return True
 
 
@@ -291,12 +285,13 @@ def run_embed(run_dir: str | Path, ds: Dataset, *, samples: int | None = None, p
         ``features`` (float16, every test image) to it.
     """
     from cnnlstm.data import to_tensor
+    from cnnlstm.device import resolve_device
     from cnnlstm.evaluate import predict_probs
-    from cnnlstm.experiment import check_dataset_matches, load_run_for_eval
-    from cnnlstm.train import resolve_device
+    from cnnlstm.experiment import check_dataset_matches
+    from cnnlstm.runs import load_run_config
 
     run_dir = Path(run_dir)
-    cfg = load_run_for_eval(run_dir)
+    cfg = load_run_config(run_dir)
     check_dataset_matches(cfg, ds)
     dev = resolve_device(device or cfg.device)
     with run_lock(run_dir):
@@ -313,7 +308,7 @@ def run_embed(run_dir: str | Path, ds: Dataset, *, samples: int | None = None, p
                               perplexity=perplexity, k0=k0, seed=seed, n_jobs=n_jobs, seconds=seconds,
                               quality=quality, indices=idx, index_space="test")
         record.update(model=cfg.model, feature_dim=int(feats.shape[1]))
-        _save_npy(run_dir / "embedding.npy", emb)
+        write_npy(run_dir / "embedding.npy", emb)
         plots.plot_embedding(emb, labels[sel], ds.classes, run_dir / "figures" / "tsne.png",
                              f"t-SNE of {cfg.model} features (PCA init), {quality_line(record)}")
         record["features_in_predictions"] = add_features_to_predictions(

@@ -33,7 +33,7 @@ from cnnlstm import __version__
 from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
 from cnnlstm.errors import UserError
 from cnnlstm.images import IMAGE_SIZE, LIGHT_BACKGROUND, MAX_IMAGE_PIXELS, MIN_SIDE, OBJECT_THRESHOLD
-from cnnlstm.predict import load_run_model
+from cnnlstm.predict import load_predictor
 from cnnlstm.runs import atomic_write, write_json
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, whi
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(FORMATS)}")
-    run = load_run_model(run_dir, which, "cpu")
+    run = load_predictor(run_dir, which, "cpu")
     path = Path(out) if out is not None else run.run_dir / DEFAULT_FILE[fmt]
     card = preprocessing_card(run.classes, model=run.config.model, fmt=fmt, run_dir=run.run_dir,
                               weights=run.weights, size=run.image_size)

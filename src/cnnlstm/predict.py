@@ -23,10 +23,8 @@ from cnnlstm.config import TrainConfig
 from cnnlstm.data import FASHION_CLASSES, to_tensor
 from cnnlstm.errors import ImageError, RunError
 from cnnlstm.evaluate import predict_probs
-from cnnlstm.experiment import load_run_for_eval
 from cnnlstm.images import IMAGE_SIZE, load_image
-from cnnlstm.models import create_model
-from cnnlstm.runs import load_checkpoint, read_json, weights_path
+from cnnlstm.runs import load_run_model, read_json, weights_path
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +105,8 @@ def run_class_names(run_dir: str | Path, cfg: TrainConfig, num_classes: int) -> 
     return tuple(f"class {i}" for i in range(num_classes))
 
 
-def _num_classes(state_dict: dict, where: Path) -> int:
-    """The number of logits, from the head's weight ``(num_classes, feature_dim)``."""
-    weight = state_dict.get("head.weight")
-    if weight is None or weight.ndim != 2:
-        raise RunError(f"{where}: no classifier head (head.weight) in the checkpoint")
-    return int(weight.shape[0])
-
-
-def load_run_model(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
-    """Build a run's model from its ``config.json`` and load ``best.pt`` or ``checkpoint.pt``.
+def load_predictor(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
+    """A run's model (:func:`cnnlstm.runs.load_run_model`), its class names and where it came from.
 
     Parameters
     ----------
@@ -136,18 +126,9 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | torch
         Not a run folder, weights missing or damaged, or weights that do not fit the config.
     """
     run_dir = Path(run_dir)
-    cfg = load_run_for_eval(run_dir)
+    model, cfg = load_run_model(run_dir, which, device, image_size=IMAGE_SIZE)
     path = weights_path(run_dir, which)
-    state = load_checkpoint(path, map_location=device)["model"]
-    n_classes = _num_classes(state, path)
-    # create_model rather than experiment.build_model: prediction must not reseed torch's global RNG.
-    model = create_model(cfg.model, num_classes=n_classes, image_size=IMAGE_SIZE, **cfg.model_args)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise RunError(f"{path}: weights do not fit {cfg.model} as configured in config.json "
-                       f"({str(exc).splitlines()[0]})") from exc
-    model = model.to(device).eval()
+    n_classes = model.num_classes
     classes = run_class_names(run_dir, cfg, n_classes)
     log.debug("loaded %s (%s, %d classes) on %s", path, cfg.model, n_classes, device)
     return LoadedRun(model=model, classes=classes, config=cfg, run_dir=run_dir, weights=path)
@@ -192,7 +173,7 @@ def predict_files(run: LoadedRun, paths: Iterable[str | os.PathLike], *, topk: i
     Parameters
     ----------
     run : LoadedRun
-        From :func:`load_run_model`.
+        From :func:`load_predictor`.
     paths : iterable of path
         Image or ``.npy`` files (see :mod:`cnnlstm.images`).
     topk : int

@@ -1,41 +1,45 @@
-"""The run folder contract: atomic writes, safe checkpoint loading, checksums, history, locking.
+"""The one home of a run folder: files, checkpoints and checksums, history, lock, loading a run.
 
 A run folder holds ``config.json``, ``history.csv``, ``checkpoint.pt`` (last state, for exact
 resume), ``best.pt`` (best validation weights), ``checksums.json`` (their SHA-256),
 ``metrics.json``, ``predictions.npz``, ``figures/`` and the reports. Every file is written
-through a temp file and a rename, so a crash or a full disk never leaves half a file where a
-whole one was.
+through a temp file and a rename (:func:`cnnlstm.fileio.atomic_write`), so a crash or a full
+disk never leaves half a file where a whole one was.
+
+Reading a trained run (:func:`load_run_config`, :func:`load_run_model`) needs neither the
+training loop nor the experiment glue, so prediction and export import only this module.
 """
 
 from __future__ import annotations
 
 import csv
-import errno
 import fcntl
-import hashlib
 import io
 import json
 import logging
 import os
 import pickle
 import re
-import secrets
 import time
 import warnings
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from cnnlstm.errors import RunError
+from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.fileio import TEMP_FILE, atomic_write, sha256_hex
+
+if TYPE_CHECKING:  # torch and the models are imported only by the functions that need them
+    import numpy as np
+    import torch
+
+    from cnnlstm.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 CHECKPOINT_FORMAT = 1
 CHECKSUMS = "checksums.json"  # SHA-256 of each checkpoint file of a run folder
-# atomic_write's temp files: ".<name>.<writer pid>.<8 hex digits>.tmp" (the pid tells a dead
-# writer's leftovers from a live one's)
-TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
 def default_run_dir(model: str, root: str | Path = "runs") -> Path:
@@ -49,63 +53,26 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
     return path
 
 
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write bytes via temp file + fsync + rename, then fsync the folder.
-
-    Readers, and a run resumed after a crash, see either the old file or the new one, never a
-    mix: the rename is atomic, and the data is on disk before it. A writer killed mid-write
-    leaves only its temp file, which :func:`run_lock` removes later.
-
-    Raises
-    ------
-    RunError
-        When the disk is full or not writable; the previous file at ``path`` is left intact and
-        no temp file is left behind.
-    """
-    path = Path(path)
-    # named before it exists, so an interrupt at any point can still remove it; new files get
-    # 0o666 less the umask, like any other file the user creates (mkstemp would make them 0o600)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-        previous = "; the previous version is intact" if path.is_file() else ""
-        raise RunError(f"could not write {path} ({reason}){previous}") from exc
-    except BaseException:  # KeyboardInterrupt mid-write: the old file stays, the temp goes
-        _discard(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _discard(tmp: Path) -> None:
-    with suppress(OSError):  # already renamed, never created, or the folder is gone
-        os.unlink(tmp)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` survive a power cut (best effort: the file is already whole)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems refuse fsync on folders; the data itself is synced
-        log.debug("fsync of folder %s failed: %s", folder, exc)
-    finally:
-        os.close(fd)
-
-
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` of ``arrays``, written atomically (e.g. ``predictions.npz``)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` of one array (no pickles), written atomically (e.g. ``embedding.npy``)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write(path, buf.getvalue())
 
 
 def _json_default(obj: Any) -> Any:
@@ -249,10 +216,6 @@ def _first_sentence(exc: Exception) -> str:
 # --------------------------------------------------------------------------- checksums
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def read_checksums(folder: str | Path) -> dict | None:
     """``folder/checksums.json`` as ``{file name: {"sha256": hex, "previous": hex?}}``; None if absent.
 
@@ -390,15 +353,29 @@ def _process_alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------- reading runs
 
+DEFAULT_IMAGE_SIZE = 28  # Fashion-MNIST's side; checkpoints do not record it
 
-def load_run_config(run_dir: str | Path) -> dict:
-    """``config.json`` of a run folder, with a clear error for a missing or empty folder."""
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The validated ``config.json`` of a run folder.
+
+    Raises
+    ------
+    RunError
+        No such folder, no ``config.json`` in it, or one that is not a valid config (the message
+        names the key).
+    """
+    from cnnlstm.config import TrainConfig, from_dict
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder")
     if not (run_dir / "config.json").exists():
         raise RunError(f"{run_dir}: not a run folder (config.json is missing)")
-    return read_json(run_dir / "config.json")
+    try:
+        return from_dict(TrainConfig, read_json(run_dir / "config.json"), where=f"{run_dir}/config.json")
+    except ConfigError as exc:
+        raise RunError(str(exc)) from exc
 
 
 def weights_path(run_dir: str | Path, which: str = "best") -> Path:
@@ -409,3 +386,65 @@ def weights_path(run_dir: str | Path, which: str = "best") -> Path:
         hint = " (the run was interrupted before its first epoch ended; resume it with cnnlstm train --resume)"
         raise RunError(f"{run_dir}: {path.name} is missing{hint}")
     return path
+
+
+def load_run_weights(model: torch.nn.Module, run_dir: str | Path, which: str = "best",
+                     device: Any = "cpu") -> dict:
+    """Load a run's ``best.pt`` (``which="best"``) or ``checkpoint.pt`` into ``model``; return the checkpoint.
+
+    Raises
+    ------
+    RunError
+        The file is missing or damaged, or its weights do not fit the model of ``config.json``.
+    """
+    ckpt = load_checkpoint(weights_path(run_dir, which), map_location=device)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise RunError(f"{run_dir}: checkpoint does not match its config.json ({str(exc).splitlines()[0]})") from exc
+    return ckpt
+
+
+def load_run_model(run_dir: str | Path, which: str = "best", device: Any = "cpu", *,
+                   image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[torch.nn.Module, TrainConfig]:
+    """A trained run's model with its weights, in eval mode on ``device``, and its config.
+
+    The model is built with :func:`cnnlstm.models.create_model` and then overwritten by the
+    checkpoint, so torch's global RNG is left alone (training's ``build_model`` reseeds it, which
+    inference must not do). The number of classes is read from the checkpoint's head.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder written by ``cnnlstm train``.
+    which : {"best", "last"}
+        ``best.pt`` (best validation epoch) or ``checkpoint.pt`` (last epoch).
+    device : str or torch.device
+    image_size : int, default 28
+        Side of the square images the run trained on.
+
+    Returns
+    -------
+    model : torch.nn.Module
+    config : TrainConfig
+
+    Raises
+    ------
+    RunError
+        Not a run folder, weights missing or damaged, or weights that do not fit the config.
+    """
+    from cnnlstm.models import create_model
+
+    cfg = load_run_config(run_dir)
+    path = weights_path(run_dir, which)
+    state = load_checkpoint(path, map_location=device)["model"]
+    weight = state.get("head.weight")  # (num_classes, feature_dim)
+    if weight is None or weight.ndim != 2:
+        raise RunError(f"{path}: no classifier head (head.weight) in the checkpoint")
+    model = create_model(cfg.model, num_classes=int(weight.shape[0]), image_size=image_size, **cfg.model_args)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RunError(f"{path}: weights do not fit {cfg.model} as configured in config.json "
+                       f"({str(exc).splitlines()[0]})") from exc
+    return model.to(device).eval(), cfg

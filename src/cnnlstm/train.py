@@ -24,6 +24,7 @@ from torch import nn
 from cnnlstm import augment as aug
 from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
+from cnnlstm.device import resolve_device  # noqa: F401  (its home is cnnlstm.device; re-exported)
 from cnnlstm.distributed import all_reduce_sum, any_rank, reseed_rank, shard_indices
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.losses import make_loss
@@ -58,18 +59,6 @@ class TrainState:
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the monitored metric last improved
     running: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0})
-
-
-# --------------------------------------------------------------------------- devices
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available (use --device cpu)")
-    return torch.device(name)
 
 
 # --------------------------------------------------------------------------- optimizer and schedule

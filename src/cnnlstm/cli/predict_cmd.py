@@ -91,13 +91,12 @@ def printable(text: str) -> str:
 
 
 def run(args) -> int:
-    from cnnlstm.predict import load_run_model, predict_files
-    from cnnlstm.train import resolve_device
+    from cnnlstm.device import check_device_name, resolve_device
+    from cnnlstm.predict import load_predictor, predict_files
 
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    check_device_name(args.device)
     paths = expand_paths(args.images)
-    run_ = load_run_model(args.run_dir, args.checkpoint, resolve_device(args.device))
+    run_ = load_predictor(args.run_dir, args.checkpoint, resolve_device(args.device))
     with warnings.catch_warnings():
         if not args.debug:  # decoders' chatter about damaged files; each failure gets its own line
             warnings.simplefilter("ignore")
