@@ -71,6 +71,9 @@ fi
 SITE=$WORK/site  # carried wheels go here (--target), first on PYTHONPATH
 export MPLBACKEND=Agg PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}"  # works even if the editable install fails
+# Set before any step, so a later command of some steps only (GPU_CHECK_STEPS=paper) still finds
+# the wheels an earlier command installed. The dry run never imports the device's cp312 wheels.
+[ "$DRY" = 1 ] || export PYTHONPATH="$SITE:$PYTHONPATH"
 CNNLSTM=("$PY" -m cnnlstm)
 
 # Shares of the budget (percent). CAP: at most this much for the step. KEEP: kept back by every
@@ -163,7 +166,6 @@ step_install() {
         within "$deadline" "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps \
             --no-compile --no-cache-dir --upgrade --target "$target" "${tags[@]}" "${todo[@]}" || rc=1
     fi
-    [ "$DRY" = 1 ] || export PYTHONPATH="$SITE:$PYTHONPATH"
     if [ "$DRY" = 1 ]; then
         # The same offline build as `pip install -e .`, into a wheel, leaving the environment alone;
         # from a copy, since setuptools writes build/ and *.egg-info/ into the tree it builds.
