@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 from cnnlstm import __version__
@@ -26,8 +27,24 @@ EPILOG = """examples:
 """
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the examples' line breaks and shows defaults."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and states each flag's default once.
+
+    ``(default: X)`` is added only where the help does not already give the default in words, and
+    never for a default that says nothing: None (not set), an on/off switch, an empty list.
+    """
+
+    STATED = re.compile(r"\(default\b|\bdefault:|[;,] default\b", re.IGNORECASE)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        silent = default is None or default is argparse.SUPPRESS or isinstance(default, bool) or default == []
+        positional_required = not action.option_strings and action.nargs not in (argparse.OPTIONAL,
+                                                                                  argparse.ZERO_OR_MORE)
+        if silent or positional_required or self.STATED.search(text):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:

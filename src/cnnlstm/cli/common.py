@@ -1,10 +1,102 @@
-"""Helpers shared by several subcommands: data flags, device choice, progress display."""
+"""Helpers shared by several subcommands: argument types, data, device and t-SNE flags, progress display.
+
+Command modules import their shared helpers from here and never from one another.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cnnlstm.data import Dataset, load_dataset
+from cnnlstm.errors import ConfigError, DatasetError
+
+DATA_NOTE = ("By default the data are loaded the way the run was trained (its config.json's data_dir, "
+             "download and verify); --data-dir, --no-download and --no-verify override that.")
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def fmt(value) -> str:
+    """A metric with 4 decimals, or n/a when the sample was too small for it."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+# --------------------------------------------------------------------------- device
+
+
+def add_device_flag(p, *, default: str | None, default_text: str | None = None, dest: str = "device") -> None:
+    """The one ``--device D`` flag (auto, cpu, cuda or cuda:N) of every command that has one.
+
+    Its value is checked by :func:`check_device` in the command's ``run``, so a bad name is a
+    one-line error with exit 2 rather than argparse's usage text.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser or argument group
+    default : str or None
+        None lets the run's (or the config's) own setting decide.
+    default_text : str, optional
+        The default in words for the help (default: ``default`` itself).
+    dest : str, default "device"
+    """
+    p.add_argument("--device", dest=dest, default=default, metavar="D",
+                   help=f"auto, cpu, cuda or cuda:N (default: {default_text or default})")
+
+
+def check_device(name: str | None) -> str | None:
+    """``name`` when it is None or a valid device name; otherwise a one-line ConfigError."""
+    from cnnlstm.device import check_device_name
+
+    return None if name is None else check_device_name(name)
+
+
+# --------------------------------------------------------------------------- t-SNE
+
+
+def add_tsne_flags(p: argparse.ArgumentParser) -> None:
+    """--perplexity, --k0, --seed, --jobs: shared by explore and embed."""
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    p.add_argument("--k0", type=non_negative_int, default=None, metavar="K",
+                   help="early-exaggeration iterations (default: floor((ln n)^2), natural log: "
+                        "124 for n = 70,000, 84 for n = 10,000)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling, PCA and openTSNE")
+    p.add_argument("--jobs", type=int, default=-1, metavar="N",
+                   help="openTSNE threads (-1 = all cores, or 1 below 5,000 points)")
+
+
+def check_tsne_args(args) -> None:
+    """One-line errors for t-SNE flags argparse cannot check alone."""
+    if not args.perplexity > 0:
+        raise ConfigError(f"--perplexity must be > 0, got {args.perplexity}")
+    if args.jobs == 0:
+        raise ConfigError("--jobs must be -1 (all cores) or >= 1")
+
+
+# --------------------------------------------------------------------------- data
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -45,6 +137,22 @@ def load_data_for_cli(args, *, data_dir=None, download=None, verify=None) -> Dat
         download=getattr(args, "download", True) if download is None else download,
         verify=getattr(args, "verify", True) if verify is None else verify,
         progress=download_progress(getattr(args, "quiet", False)))
+
+
+def load_run_data(args, cfg, run_dir: Path) -> Dataset:
+    """The dataset of a run: its saved data settings, overridden by explicit data flags."""
+    data_dir = args.data_dir if args.data_dir is not None else cfg.data_dir
+    try:
+        return load_data_for_cli(args, data_dir=data_dir, download=args.download and cfg.download,
+                                 verify=args.verify and cfg.verify)
+    except DatasetError as exc:
+        if args.data_dir is None and cfg.data_dir is not None:
+            raise DatasetError(f"{exc} (the data_dir saved in {run_dir}/config.json; "
+                               "pass --data-dir to use another copy)") from exc
+        raise
+
+
+# --------------------------------------------------------------------------- progress
 
 
 class TrainingDisplay:

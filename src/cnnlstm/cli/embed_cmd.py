@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import add_data_flags
-from cnnlstm.cli.evaluate_cmd import DATA_NOTE, check_device, load_run_data
-from cnnlstm.cli.explore_cmd import add_tsne_flags, check_tsne_args, fmt, non_negative_int
+from cnnlstm.cli.common import (DATA_NOTE, add_data_flags, add_device_flag, add_tsne_flags, check_device,
+                                check_tsne_args, fmt, load_run_data, non_negative_int)
 from cnnlstm.errors import ConfigError
 
 EXAMPLES = """\
@@ -31,23 +30,21 @@ def add_parser(sub) -> None:
     p.add_argument("--samples", type=non_negative_int, default=None, metavar="N",
                    help="test images embedded, a seeded sample (default: all test images)")
     add_tsne_flags(p)
-    p.add_argument("--device", default=None, metavar="D",
-                   help="auto, cpu, cuda or cuda:N for the features (default: the run's device setting)")
+    add_device_flag(p, default=None, default_text="the run's device setting")
     add_data_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from cnnlstm.experiment import load_run_for_eval
     from cnnlstm.exploration import run_embed
-    from cnnlstm.runs import weights_path
+    from cnnlstm.runs import load_run_config, weights_path
 
     check_tsne_args(args)
     if args.samples is not None and args.samples < 5:
         raise ConfigError(f"--samples must be >= 5 (t-SNE needs a few points), got {args.samples}")
     device = check_device(args.device)
     run_dir = Path(args.run_dir)
-    cfg = load_run_for_eval(run_dir)
+    cfg = load_run_config(run_dir)
     weights_path(run_dir, "best")  # fail on an unfinished run before loading data
     ds = load_run_data(args, cfg, run_dir)
     record = run_embed(run_dir, ds, samples=args.samples, perplexity=args.perplexity, k0=args.k0,

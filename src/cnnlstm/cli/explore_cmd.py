@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import add_data_flags, load_data_for_cli
+from cnnlstm.cli.common import (add_data_flags, add_tsne_flags, check_tsne_args, fmt, load_data_for_cli,
+                                non_negative_int)
 from cnnlstm.errors import ConfigError
 
 EXAMPLES = """\
@@ -16,39 +16,6 @@ EXAMPLES = """\
   cnnlstm explore --k0 250 --perplexity 50 --out runs/explore-k250
   cnnlstm report runs/explore                # an HTML + Markdown page of the result
 """
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def add_tsne_flags(p: argparse.ArgumentParser) -> None:
-    """--perplexity, --k0, --seed, --jobs: shared by explore and embed."""
-    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
-    p.add_argument("--k0", type=non_negative_int, default=None, metavar="K",
-                   help="early-exaggeration iterations (default floor((ln n)^2), natural log: "
-                        "124 for n = 70,000, 84 for n = 10,000)")
-    p.add_argument("--seed", type=int, default=0, help="seeds sampling, PCA and openTSNE")
-    p.add_argument("--jobs", type=int, default=-1, metavar="N",
-                   help="openTSNE threads (-1 = all cores, or 1 below 5,000 points)")
-
-
-def fmt(value) -> str:
-    """A metric with 4 decimals, or n/a when the sample was too small for it."""
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def check_tsne_args(args) -> None:
-    if not args.perplexity > 0:
-        raise ConfigError(f"--perplexity must be > 0, got {args.perplexity}")
-    if args.jobs == 0:
-        raise ConfigError("--jobs must be -1 (all cores) or >= 1")
 
 
 def add_parser(sub) -> None:

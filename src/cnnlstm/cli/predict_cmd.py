@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -10,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from cnnlstm.cli import add_command
+from cnnlstm.cli.common import add_device_flag, check_device, positive_int
 from cnnlstm.errors import ConfigError
 
 EXAMPLES = """\
@@ -41,27 +41,16 @@ def add_parser(sub) -> None:
                     description=DESCRIPTION, examples=EXAMPLES)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlstm train`")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image or .npy files, or folders of them")
-    p.add_argument("--topk", type=_positive_int, default=3, metavar="K",
+    p.add_argument("--topk", type=positive_int, default=3, metavar="K",
                    help="classes shown per image (at most the number of classes)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per line per file: {"file", "top": [{"label", "name", "prob"}]}')
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
                    help="best = best validation weights (best.pt), last = the last epoch (checkpoint.pt)")
-    p.add_argument("--device", default="cpu", metavar="D",
-                   help="auto, cpu, cuda or cuda:N (the models are small: reading the files dominates)")
-    p.add_argument("--batch-size", type=_positive_int, default=512, metavar="B",
+    add_device_flag(p, default="cpu", default_text="cpu; the models are small, reading the files dominates")
+    p.add_argument("--batch-size", type=positive_int, default=512, metavar="B",
                    help="images read and classified per batch")
     p.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def expand_paths(items: list[str]) -> list[str]:
@@ -91,10 +80,10 @@ def printable(text: str) -> str:
 
 
 def run(args) -> int:
-    from cnnlstm.device import check_device_name, resolve_device
+    from cnnlstm.device import resolve_device
     from cnnlstm.predict import load_predictor, predict_files
 
-    check_device_name(args.device)
+    check_device(args.device)
     paths = expand_paths(args.images)
     run_ = load_predictor(args.run_dir, args.checkpoint, resolve_device(args.device))
     with warnings.catch_warnings():

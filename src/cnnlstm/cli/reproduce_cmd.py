@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import add_data_flags, load_data_for_cli
+from cnnlstm.cli.common import add_data_flags, add_device_flag, check_device, load_data_for_cli
 
 EXAMPLES = """\
   cnnlstm reproduce                         # --preset quick: the plan's question at 3 seeds, ~10 min on 2 CPU cores
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="seeds of every model trained (default: the preset's, 3 for the compared pairs)")
     p.add_argument("--out", metavar="DIR", default=None, help="study folder (default runs/reproduce-<preset>)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_flag(p, default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--limit-train", type=int, default=0, metavar="N",
                    help="train every run on only N images (smoke tests)")
@@ -63,6 +63,7 @@ def run(args) -> int:
         preset = replace(preset, tsne_samples=args.tsne_samples)
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError("--seeds must be >= 1")
+    check_device(args.device)
     out = Path(args.out or f"runs/reproduce-{preset.name}")
     ds = load_data_for_cli(args)
     common = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,

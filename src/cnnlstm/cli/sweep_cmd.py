@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import load_data_for_cli
+from cnnlstm.cli.common import add_device_flag, check_device, load_data_for_cli
 from cnnlstm.config import deep_merge, dump_config, parse_set, preset_names
 from cnnlstm.errors import ConfigError
 
@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
                          help="never download the dataset")
     runtime.add_argument("--no-verify", dest="verify", action="store_false", default=None,
                          help="skip the Fashion-MNIST checksum (other IDX datasets)")
-    runtime.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    add_device_flag(runtime, default=None, default_text="the preset's or --set's, else auto")
     runtime.add_argument("--threads", type=int, help="CPU threads per worker")
     robust = p.add_argument_group("workers")
     robust.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
@@ -80,7 +80,7 @@ def add_parser(sub) -> None:
 def runtime_overrides(args) -> dict:
     """The data/runtime flags as config values (only those given)."""
     values = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,
-              "device": args.device, "threads": args.threads}
+              "device": check_device(args.device), "threads": args.threads}
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import load_data_for_cli, training_display
+from cnnlstm.cli.common import add_device_flag, load_data_for_cli, training_display
 from cnnlstm.config import TrainConfig, parse_set, preset_names, resolve_train_config
 from cnnlstm.errors import ConfigError
 from cnnlstm.runs import default_run_dir
@@ -54,24 +54,48 @@ def add_parser(sub) -> None:
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, sharing its name (``limit_train`` -> ``--limit-train``)."""
+    """One flag per TrainConfig field, sharing its name (``limit_train`` -> ``--limit-train``).
+
+    Each flag's default is None, so that only flags given on the command line override the
+    preset and the config file; the help states the dataclass default instead.
+    """
     group = p.add_argument_group("config keys (defaults shown are the dataclass defaults)")
     hints = typing.get_type_hints(TrainConfig)
+    comments = field_comments()
     for f in dataclasses.fields(TrainConfig):
         if f.name in SKIP_FLAGS:
             continue
         flag = "--" + f.name.replace("_", "-")
         tp = hints[f.name]
-        if tp is bool:
+        stated = f"(default: {f.default})" if f.default is not None else None  # the comment says what None means
+        text = " ".join(filter(None, [comments.get(f.name), stated]))
+        if f.name == "device":
+            add_device_flag(group, default=None, default_text=f.default, dest="cfg_device")
+        elif tp is bool:
             group.add_argument(flag, dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction,
-                               default=None, help=f"(default {f.default})")
+                               default=None, help=text)
         elif typing.get_origin(tp) is typing.Literal:
-            group.add_argument(flag, dest=f"cfg_{f.name}", choices=typing.get_args(tp), default=None,
-                               help=f"(default {f.default})")
+            group.add_argument(flag, dest=f"cfg_{f.name}", choices=typing.get_args(tp), default=None, help=text)
         else:
             conv = {int: int, float: float}.get(tp, str)
             group.add_argument(flag, dest=f"cfg_{f.name}", type=conv, default=None, metavar=f.name.upper(),
-                               help=f"(default {f.default})")
+                               help=text)
+
+
+def field_comments() -> dict[str, str]:
+    """Each TrainConfig field's trailing comment in config.py, as its flag's help ({} without the source).
+
+    The comments are the fields' documentation; reading them keeps one text for both.
+    """
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):  # installed without .py files
+        return {}
+    pattern = re.compile(r"^\s+(?P<name>\w+):[^#\n]*#(?P<comment>[^\n]*)$", re.M)
+    return {m["name"]: m["comment"].strip().replace("%", "%%") for m in pattern.finditer(source)}
 
 
 def flag_overrides(args) -> dict:
@@ -107,9 +131,9 @@ def run(args) -> int:
         if cfg is not None:
             ds = load_data_for_cli(args, data_dir=cfg.data_dir, download=cfg.download, verify=cfg.verify)
         else:
-            from cnnlstm.experiment import load_run_for_eval
+            from cnnlstm.runs import load_run_config
 
-            saved = load_run_for_eval(run_dir)
+            saved = load_run_config(run_dir)
             ds = load_data_for_cli(args, data_dir=saved.data_dir, download=saved.download, verify=saved.verify)
         quiet = args.quiet or dist.rank != 0
         with training_display(quiet) as display:
