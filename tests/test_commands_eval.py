@@ -26,8 +26,11 @@ ISSUE_KEYS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precis
               "f1_micro", "roc_auc_macro", "per_class", "confusion_matrix", "worst_class", "top_confusions",
               "n_test", "checkpoint", "tta"}
 RUN_EXTRAS = {"epochs_trained", "best_epoch", "train_seconds", "eval_seconds", "dataset", "verified"}
+CALIBRATION_KEYS = {"ece", "mce", "brier", "nll", "calibration_bins", "temperature", "ece_temperature",
+                    "mce_temperature", "brier_temperature", "nll_temperature", "n_val", "accuracy_dedup",
+                    "n_test_dedup", "n_test_overlap"}
 RUN_FIGURES = {"confusion_matrix.png", "confusion_matrix_normalized.png", "roc_worst_class.png", "roc_all.png",
-               "misclassified.png", "history.png"}
+               "misclassified.png", "history.png", "reliability.png"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +83,7 @@ def test_evaluate_writes_metrics_with_the_issue_keys(run_copy, capsys):
     rc, out, _ = cli(capsys, "evaluate", run)  # data location comes from the run's config.json
     assert rc == 0
     m = json.loads((run / "metrics.json").read_text())
-    assert set(m) == ISSUE_KEYS | RUN_EXTRAS
+    assert set(m) == ISSUE_KEYS | RUN_EXTRAS | CALIBRATION_KEYS
     assert m["n_test"] == 50 and m["checkpoint"] == "best" and m["tta"] is False
     cm = np.array(m["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == m["n_test"]
@@ -182,7 +185,7 @@ def test_explore_writes_stats_figures_and_raw_tsne(study, explored):
     assert np.load(out / "embedding.npy").shape == (150, 2)
     figs = {p.name for p in (out / "figures").iterdir()}
     assert figs == {"class_distribution.png", "boxplot_means.png", "boxplot_variances.png", "sample_grid.png",
-                    "mean_images.png", "tsne_raw.png"}
+                    "mean_images.png", "duplicates.png", "tsne_raw.png"}
     assert "K0 = 25" in text and "natural log" in text
 
 
@@ -294,8 +297,8 @@ def test_report_of_one_run_inlines_every_figure_and_writes_markdown(run_copy, ca
     assert all(h.startswith(("https://", "#")) for h in page.links)
     text = html_path.read_text()
     assert 'http-equiv="Content-Security-Policy"' in text and "default-src 'none'" in text
-    # tables: published-vs-measured, config, metrics, per-class, confusions, history, t-SNE quality
-    assert page.tables == 7
+    # tables: published-vs-measured, config, metrics, per-class, confusions, calibration, history, t-SNE quality
+    assert page.tables == 8
     assert {"Published vs measured", f"Run {run.name}", "Test metrics", "Training curves",
             "t-SNE of the learned features"} <= set(page.headings)
     m = json.loads((run / "metrics.json").read_text())
@@ -304,7 +307,7 @@ def test_report_of_one_run_inlines_every_figure_and_writes_markdown(run_copy, ca
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert sorted(linked) == sorted(f"figures/{p.name}" for p in figures)
     assert all((run / p).is_file() for p in linked)
-    assert md.count("\n| ---") + md.count("\n|---") == 7
+    assert md.count("\n| ---") + md.count("\n|---") == 8
 
 
 def test_report_groups_seeds_and_compares_with_references(study, tmp_path, monkeypatch, capsys):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from cnnlstm import augment as aug
+from cnnlstm.calibration import calibration_metrics, reliability_bins
 from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import Dataset, stratified_split, to_tensor
 from cnnlstm.errors import ConfigError, RunError
@@ -46,14 +47,22 @@ def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     ``limit_train`` keeps the first N training images after the split and ``limit_test`` the first
     N test images: for smoke runs and tests.
     """
-    val_size = min(cfg.val_size, len(ds.train_labels) // 5) if cfg.val_size else 0
-    tr_idx, va_idx = stratified_split(ds.train_labels, val_size, cfg.seed)
+    tr_idx, va_idx = split_indices(ds, cfg)
     if cfg.limit_train:
         tr_idx = tr_idx[:cfg.limit_train]
     splits = test_split(ds, cfg, device)
     splits.fit = FitData(to_tensor(ds.train_images[tr_idx], device), labels_tensor(ds.train_labels[tr_idx], device),
                          to_tensor(ds.train_images[va_idx], device), labels_tensor(ds.train_labels[va_idx], device))
     return splits
+
+
+def split_indices(ds: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices into ``ds.train_*`` (stratified, seeded by ``cfg.seed``).
+
+    The validation set is ``cfg.val_size`` images, at most a fifth of the training set.
+    """
+    val_size = min(cfg.val_size, len(ds.train_labels) // 5) if cfg.val_size else 0
+    return stratified_split(ds.train_labels, val_size, cfg.seed)
 
 
 def labels_tensor(labels: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -199,7 +208,11 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
     """Evaluate a run's ``best.pt`` (or ``checkpoint.pt``) on the test set into its folder.
 
     Writes ``metrics.json``, ``predictions.npz`` (labels, preds, probs) and, with ``figures``,
-    the confusion matrices, ROC curves, training curves and misclassified images.
+    the confusion matrices, ROC curves, training curves, misclassified images and the
+    reliability diagram. Besides the plan's metrics, ``metrics.json`` holds the calibration of
+    the test predictions (:func:`cnnlstm.calibration.calibration_metrics`, the temperature fitted
+    on the run's validation split) and the accuracy without the test images that duplicate
+    training images (:func:`dedup_accuracy`).
     """
     run_dir = Path(run_dir)
     if cfg is None:
@@ -219,6 +232,9 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
     seconds = time.perf_counter() - t0
     labels = splits.test_y.cpu().numpy()
     metrics = compute_metrics(labels, probs, ds.classes)
+    val_probs, val_labels = validation_predictions(model, ds, cfg, splits, dev, views)
+    metrics.update(calibration_metrics(probs, labels, val_probs=val_probs, val_labels=val_labels))
+    metrics.update(dedup_accuracy(ds, labels, probs.argmax(1)))
     history = state.history if state is not None else read_history(run_dir / "history.csv")
     metrics.update(checkpoint=which, tta=views is not None, epochs_trained=len(history),
                    best_epoch=int(ckpt.get("epoch", 0)), train_seconds=sum(r["seconds"] or 0 for r in history),
@@ -229,6 +245,42 @@ def evaluate_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", tta: 
     if figures:
         write_run_figures(run_dir, metrics, labels, probs, preds, splits.test_images, ds.classes, history)
     return metrics
+
+
+def validation_predictions(model, ds: Dataset, cfg: TrainConfig, splits: Splits, device, views):
+    """Probabilities and labels of the run's validation split (the same TTA views as the test set).
+
+    Returns ``(None, None)`` when the run has no validation split (``val_size = 0``).
+    """
+    if splits.fit is not None:
+        val_x, val_y = splits.fit.val_x, splits.fit.val_y.cpu().numpy()
+    else:
+        _, va_idx = split_indices(ds, cfg)
+        val_x, val_y = to_tensor(ds.train_images[va_idx], device), ds.train_labels[va_idx].astype(np.int64)
+    if len(val_y) == 0:
+        return None, None
+    return predict_probs(model, val_x, batch_size=cfg.eval_batch_size, tta_views=views), val_y
+
+
+def dedup_accuracy(ds: Dataset, labels: np.ndarray, preds: np.ndarray) -> dict:
+    """Test accuracy without the test images that have an exact or near duplicate in the training set.
+
+    The overlap is :func:`cnnlstm.audit.train_test_overlap` (L2 distance <= 1.0 on [0, 1]
+    pixels), restricted to the evaluated test images (the first ``len(labels)``).
+
+    Returns
+    -------
+    dict
+        ``accuracy_dedup`` (None when nothing is left), ``n_test_dedup`` and ``n_test_overlap``.
+    """
+    from cnnlstm.audit import train_test_overlap
+
+    overlap = train_test_overlap(ds.train_images, ds.test_images)
+    overlap = overlap[overlap < len(labels)]
+    keep = np.ones(len(labels), dtype=bool)
+    keep[overlap] = False
+    acc = float((np.asarray(preds)[keep] == np.asarray(labels)[keep]).mean()) if keep.any() else None
+    return {"accuracy_dedup": acc, "n_test_dedup": int(keep.sum()), "n_test_overlap": int(len(overlap))}
 
 
 def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images, classes, history) -> None:
@@ -245,6 +297,14 @@ def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images
     if history:
         plots.plot_history(history, fig / "history.png")
     plots.plot_misclassified(images, labels, preds, classes, fig / "misclassified.png")
+    scaled = None
+    if metrics.get("temperature"):
+        from cnnlstm.calibration import apply_temperature
+
+        scaled = reliability_bins(apply_temperature(probs, metrics["temperature"]), labels)
+    plots.plot_reliability(reliability_bins(probs, labels), fig / "reliability.png", scaled=scaled,
+                           temperature=metrics.get("temperature"), ece=metrics.get("ece"),
+                           ece_scaled=metrics.get("ece_temperature"))
 
 
 # The old name of cnnlstm.runs.load_run_config (the validated config of a run folder), which

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlstm import explore, plots
+from cnnlstm import audit, explore, plots
 from cnnlstm.data import Dataset
 from cnnlstm.embed import default_k0, embedding_quality, tsne_embed
 from cnnlstm.runs import run_lock, write_json, write_npy, write_npz
@@ -148,6 +148,25 @@ def write_explore_figures(ds: Dataset, fig_dir: Path, images: np.ndarray, labels
                            fig_dir / "mean_images.png")
 
 
+def write_audit_figure(ds: Dataset, record: dict, path: Path, limit: int = 24) -> Path:
+    """``duplicates.png``: the closest duplicate pairs the audit found (train/test overlaps first)."""
+    images = {"train": ds.train_images, "test": ds.test_images}
+    pairs = []
+    for p in audit.pair_examples(record, limit):
+        la = ds.classes[int((ds.train_labels if p["split_a"] == "train" else ds.test_labels)[p["i"]])]
+        lb = ds.classes[int((ds.train_labels if p["split_b"] == "train" else ds.test_labels)[p["j"]])]
+        label = la if la == lb else f"{la} / {lb}"
+        what = "identical" if p["distance"] == 0 else f"d={p['distance']:.2f}"
+        pairs.append((images[p["split_a"]][p["i"]], images[p["split_b"]][p["j"]],
+                      f"{p['split_a']} {p['i']} / {p['split_b']} {p['j']}\n{what}, {label}"))
+    c = record["counts"]
+    title = (f"Duplicates (exact, or L2 <= {record['threshold']:g} on [0, 1] pixels): "
+             f"{c['exact_train'] + c['near_train']} train pairs, {c['exact_test'] + c['near_test']} test pairs, "
+             f"{c['exact_train_test'] + c['near_train_test']} train/test pairs ({c['test_overlapping_train']} test "
+             f"images); {len(pairs)} closest shown")
+    return plots.plot_image_pairs(pairs, path, title=title)
+
+
 def raw_tsne(ds: Dataset, out_dir: Path, images: np.ndarray, labels: np.ndarray, *,
              tsne_samples: int | None, seed: int, n_jobs: int, k0: int | None,
              perplexity: float) -> dict:
@@ -178,8 +197,8 @@ def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = 
     out_dir : path
         Created if needed. Receives ``stats.json`` (written last, so its presence means the
         folder is complete), ``figures/{class_distribution, boxplot_means, boxplot_variances,
-        sample_grid, mean_images, tsne_raw}.png`` and, with a t-SNE, ``embedding.npy`` (float32
-        ``(n, 2)``) and ``embed.json`` (see :func:`embed_record`).
+        sample_grid, mean_images, duplicates, tsne_raw}.png`` and, with a t-SNE,
+        ``embedding.npy`` (float32 ``(n, 2)``) and ``embed.json`` (see :func:`embed_record`).
     tsne_samples : int or None, default None
         Images embedded, a seeded random subset of train+test; None embeds all of them (the
         plan's Fig. 4 used all 70,000); 0 skips the t-SNE.
@@ -195,7 +214,9 @@ def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = 
     -------
     dict
         The ``stats.json`` content: :func:`cnnlstm.explore.dataset_stats` plus ``dataset``
-        (``source``, ``verified``) and ``embedding`` (the ``embed.json`` record, or None).
+        (``source``, ``verified``), ``audit`` (exact and near duplicates within and across the
+        splits, :func:`cnnlstm.audit.audit_dataset`) and ``embedding`` (the ``embed.json``
+        record, or None).
     """
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -205,6 +226,9 @@ def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = 
     images = np.concatenate([ds.train_images, ds.test_images])  # (N, H, W) uint8, train first
     labels = np.concatenate([ds.train_labels, ds.test_labels]).astype(np.int64)
     write_explore_figures(ds, out_dir / "figures", images, labels, seed)
+    stats["audit"] = audit.audit_dataset(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
+                                         seed=seed)
+    write_audit_figure(ds, stats["audit"], out_dir / "figures" / "duplicates.png")
     stats["embedding"] = None
     if tsne_samples != 0:
         stats["embedding"] = raw_tsne(ds, out_dir, images, labels, tsne_samples=tsne_samples, seed=seed,

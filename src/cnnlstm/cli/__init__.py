@@ -16,8 +16,8 @@ from cnnlstm import __version__
 from cnnlstm.errors import UserError
 
 # Order is the order of `cnnlstm --help`.
-COMMANDS = ("data", "models", "train", "evaluate", "explore", "embed", "report", "reproduce",
-            "predict", "export", "sweep")
+COMMANDS = ("data", "models", "train", "evaluate", "robustness", "explain", "explore", "embed", "report",
+            "reproduce", "predict", "export", "sweep")
 
 EPILOG = """examples:
   cnnlstm data                          # where the dataset is, counts, checksums

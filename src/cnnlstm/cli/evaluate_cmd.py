@@ -19,7 +19,11 @@ def add_parser(sub) -> None:
                     description="Evaluate RUN_DIR's best.pt (or checkpoint.pt) on the test set and "
                                 "(re)write its metrics.json, predictions.npz and figures "
                                 "(confusion matrices, ROC curves, training curves, misclassified "
-                                "images). " + DATA_NOTE,
+                                "images, reliability diagram). metrics.json also holds the calibration "
+                                "(ECE with 15 bins, MCE, Brier score, NLL, before and after temperature "
+                                "scaling fitted on the run's validation split) and the accuracy without "
+                                "the test images that duplicate training images (accuracy_dedup). "
+                                + DATA_NOTE,
                     examples=EXAMPLES)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlstm train`")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
@@ -61,6 +65,16 @@ def print_summary(run_dir: Path, metrics: dict, top: int = 3) -> None:
           + (f"   macro ROC AUC {auc:.4f}" if auc is not None else ""))
     print(f"worst class: {worst['name']} (label {worst['label']}), F1 {worst['f1']:.4f}, "
           f"recall {worst['recall']:.4f}")
+    if metrics.get("ece") is not None:
+        line = (f"calibration: ECE {metrics['ece']:.4f} ({metrics.get('calibration_bins', 15)} bins), "
+                f"MCE {metrics['mce']:.4f}, Brier {metrics['brier']:.4f}")
+        if metrics.get("temperature"):
+            line += (f"; temperature {metrics['temperature']:.3f} (fitted on {metrics['n_val']:,} validation "
+                     f"images) -> ECE {metrics['ece_temperature']:.4f}")
+        print(line)
+    if metrics.get("n_test_dedup") is not None and metrics.get("accuracy_dedup") is not None:
+        print(f"accuracy without the {metrics['n_test_overlap']} test images that duplicate training images: "
+              f"{metrics['accuracy_dedup']:.4f} (n={metrics['n_test_dedup']:,})")
     if metrics["top_confusions"]:
         pairs = ", ".join(f"{c['true_name']} -> {c['pred_name']} ({c['count']})"
                           for c in metrics["top_confusions"][:top])

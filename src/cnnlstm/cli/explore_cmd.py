@@ -56,6 +56,13 @@ def print_summary(out: Path, stats: dict) -> None:
     s = stats["splits"]
     print(f"{s['train']['n']:,} train + {s['test']['n']:,} test images; pixel mean "
           f"{s['train']['pixel_mean']:.4f}, std {s['train']['pixel_std']:.4f} (train, 0-1 units)")
+    audit = stats.get("audit")
+    if audit:
+        c = audit["counts"]
+        print(f"duplicates (exact or L2 <= {audit['threshold']:g}): {c['exact_train'] + c['near_train']} train "
+              f"pairs, {c['exact_test'] + c['near_test']} test pairs, {c['exact_train_test'] + c['near_train_test']} "
+              f"train/test pairs ({c['test_overlapping_train']} test images overlap train), "
+              f"{c['label_conflicts']} with conflicting labels")
     emb = stats.get("embedding")
     if emb:
         q, f = emb["quality"]["embedding"], emb["quality"]["features"]

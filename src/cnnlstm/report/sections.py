@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlstm.errors import RunError
+from cnnlstm.report import trust
 from cnnlstm.report.page import (Code, Figure, Figures, Link, Paragraph, Section, Table, format_cell, slug,
                                  write_report)
 from cnnlstm.report.records import (OPERATIONAL_KEYS, RunRecord, check_same_dataset, classify_inputs,
@@ -307,11 +308,17 @@ def run_section(run: RunRecord, group_size: int = 1) -> Section:
         figs = run_figures(run)
         if figs:
             blocks.append(Section("Evaluation figures", [Figures(figs)], slug(f"{run.name}-figures")))
+        if (cal := trust.calibration_blocks(run.metrics, run.path / "figures")):
+            blocks.append(Section("Calibration", cal, slug(f"{run.name}-calibration")))
     else:
         blocks.append(Paragraph(f"Not evaluated yet (no metrics.json): run `cnnlstm evaluate {run.path}`."))
     hist = history_blocks(run)
     if hist:
         blocks.append(Section("Training curves", hist, slug(f"{run.name}-history")))
+    if (rob := trust.robustness_blocks(run.path)):
+        blocks.append(Section("Robustness to corruptions", rob, slug(f"{run.name}-robustness")))
+    if (why := trust.explain_blocks(run.path)):
+        blocks.append(Section("Where the model looks", why, slug(f"{run.name}-explain")))
     if run.embed:
         blocks.append(Section("t-SNE of the learned features",
                               embed_blocks(run.embed, run.figure("tsne.png"), f"{run.model} features"),
@@ -355,6 +362,8 @@ def explore_section(folder: Path, stats: dict) -> Section:
     figs = [Figure(folder / "figures" / n, cap) for n, cap in EXPLORE_FIGURES if (folder / "figures" / n).is_file()]
     if figs:
         blocks.append(Figures(figs))
+    if (audit := trust.audit_section(stats, folder)) is not None:
+        blocks.append(audit)
     if stats.get("embedding"):
         blocks.append(Section("t-SNE of the raw pixels", embed_blocks(
             stats["embedding"], folder / "figures" / "tsne_raw.png", "raw pixels"), slug(f"{folder.name}-tsne")))
