@@ -333,7 +333,8 @@ def resolve_train_config(model: str | None = None, *, preset: str | None = None,
     Returns
     -------
     TrainConfig
-        Validated.
+        Validated, ``model_args`` included: they are checked against the model's signature and
+        its own value checks here, so a bad one fails before a run folder exists.
     """
     file_values = load_config_file(config_file) if config_file else {}
     from_dict(TrainConfig, file_values, where=str(config_file))  # name the file on errors
@@ -349,7 +350,16 @@ def resolve_train_config(model: str | None = None, *, preset: str | None = None,
     merged = deep_merge(merged, file_values)
     merged = deep_merge(merged, overrides)
     merged["model"] = name
-    return from_dict(TrainConfig, merged, where="config").validate()
+    cfg = from_dict(TrainConfig, merged, where="config").validate()
+    check_model_args(cfg.model, cfg.model_args)  # before anything is written or any data is moved
+    return cfg
+
+
+def check_model_args(model: str, args: dict) -> None:
+    """``args`` fit ``model``'s signature and pass its own checks (see :func:`cnnlstm.models.check_model_args`)."""
+    from cnnlstm.models import check_model_args as check
+
+    check(model, args)
 
 
 def registry_defaults(model: str) -> dict:

@@ -11,6 +11,7 @@ from cnnlstm.models import controls as _controls  # noqa: F401  (registers the n
 from cnnlstm.models.base import ImageClassifier
 from cnnlstm.models.registry import (
     ModelEntry,
+    check_model_args,
     create_model,
     get_model_entry,
     list_models,
@@ -22,6 +23,7 @@ from cnnlstm.models.registry import (
 __all__ = [
     "ImageClassifier",
     "ModelEntry",
+    "check_model_args",
     "create_model",
     "get_model_entry",
     "list_models",

@@ -20,6 +20,7 @@ __all__ = [
     "SEQ_AXES",
     "check_choice",
     "check_dropout",
+    "check_pair",
     "check_positive",
     "channels_last_",
     "conv_block",
@@ -90,6 +91,13 @@ def check_dropout(value: float, key: str = "dropout") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ConfigError(f"invalid {key} {value!r}; valid: a number in [0, 1)")
     return float(value)
+
+
+def check_pair(key: str, value: Sequence[int]) -> tuple[int, int]:
+    """Return ``value`` as two positive channel counts, else raise :class:`ConfigError`."""
+    if len(value) != 2:
+        raise ConfigError(f"invalid {key} {list(value)!r}; valid: two channel counts, e.g. [8, 32]")
+    return check_positive(key, value[0]), check_positive(key, value[1])
 
 
 def check_positive(key: str, value: int) -> int:

@@ -63,17 +63,28 @@ def matched_hidden(fmap: tuple[int, int, int], num_classes: int = 10) -> int:
 
 
 class TwinClassifier(ImageClassifier):
-    """``stem -> flatten -> FC(hidden) -> ReLU -> dropout -> FC``: a CNN-LSTM without its LSTM.
+    """``flagship_stem -> flatten -> FC(hidden) -> ReLU -> dropout -> FC``: a CNN-LSTM without its LSTM.
 
-    Features are the hidden FC layer's output after ReLU and dropout, ``feature_dim = hidden``.
+    Registered as ``cnn_twin`` with these defaults: the flagship ``cnn_lstm`` with its BiLSTM
+    replaced by a dense layer of the same size. ``hidden = 0`` (the default) picks the width
+    whose parameter count matches ``cnn_lstm`` with the same ``channels`` and its default
+    BiLSTM(64) (:func:`matched_hidden`): 84 units for (32, 64), 88 for (24, 48). The twin then
+    has the flagship's parameters to within 0.2% but fewer FLOPs, because a dense layer reads
+    each weight once per image where the LSTM reads its recurrent weights once per step
+    (``cnnlstm models`` prints both). Features are the hidden FC layer's output after ReLU and
+    dropout, ``feature_dim = hidden``.
     """
 
-    def __init__(self, stem: nn.Module, *, hidden: int, num_classes: int = 10, image_size: int = 28,
-                 dropout: float = 0.0) -> None:
-        flat = math.prod(conv_output_shape(stem, image_size))
-        super().__init__(num_classes, hidden)
+    def __init__(self, *, num_classes: int = 10, image_size: int = 28, channels: tuple[int, ...] = (32, 64),
+                 hidden: int = 0, batch_norm: bool = True, dropout: float = 0.1) -> None:
+        stem = flagship_stem(channels, batch_norm)
+        fmap = conv_output_shape(stem, image_size)
+        if hidden == 0:
+            hidden = matched_hidden(fmap, num_classes)
+        super().__init__(num_classes, check_positive("hidden", hidden))
         self.stem = stem
-        self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(check_dropout(dropout)))
+        self.fc = nn.Sequential(nn.Linear(math.prod(fmap), hidden), nn.ReLU(inplace=True),
+                                nn.Dropout(check_dropout(dropout)))
         channels_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,12 +93,17 @@ class TwinClassifier(ImageClassifier):
 
 
 class GAPClassifier(ImageClassifier):
-    """``stem -> global average pool -> dropout -> FC``; features are the pooled channels."""
+    """``flagship_stem -> global average pool -> dropout -> FC``; features are the pooled channels.
 
-    def __init__(self, stem: nn.Module, *, num_classes: int = 10, image_size: int = 28,
-                 dropout: float = 0.0) -> None:
-        channels, _, _ = conv_output_shape(stem, image_size)
-        super().__init__(num_classes, channels)
+    Registered as ``cnn_gap`` with these defaults: the flagship's stem read by global average
+    pooling instead of an LSTM (no spatial reader).
+    """
+
+    def __init__(self, *, num_classes: int = 10, image_size: int = 28, channels: tuple[int, ...] = (32, 64),
+                 batch_norm: bool = True, dropout: float = 0.1) -> None:
+        stem = flagship_stem(channels, batch_norm)
+        n_channels, _, _ = conv_output_shape(stem, image_size)
+        super().__init__(num_classes, n_channels)
         self.stem = stem
         self.dropout = nn.Dropout(check_dropout(dropout))
         channels_last_(self)
@@ -97,47 +113,13 @@ class GAPClassifier(ImageClassifier):
         return self.dropout(self.stem(x).mean(dim=(2, 3)))
 
 
-@register_model(
+# The controls are the classes themselves, with their defaults (the flagship's stem and recipe).
+cnn_twin = register_model(
     "cnn_twin",
     "Flagship's no-LSTM twin: the same BN stem -> flatten -> FC(hidden, sized to match) -> FC",
-)
-def cnn_twin(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    channels: tuple[int, ...] = (32, 64),
-    hidden: int = 0,
-    batch_norm: bool = True,
-    dropout: float = 0.1,
-) -> TwinClassifier:
-    """The flagship ``cnn_lstm`` with its BiLSTM replaced by a dense layer of the same size.
+)(TwinClassifier)
 
-    ``hidden = 0`` (the default) picks the width whose parameter count matches ``cnn_lstm`` with
-    the same ``channels`` and its default BiLSTM(64) (:func:`matched_hidden`): 84 units for
-    (32, 64), 88 for (24, 48). The twin then has the flagship's parameters to within 0.2% but
-    fewer FLOPs, because a dense layer reads each weight once per image where the LSTM reads its
-    recurrent weights once per step (``cnnlstm models`` prints both).
-    """
-    stem = flagship_stem(channels, batch_norm)
-    if hidden == 0:
-        hidden = matched_hidden(conv_output_shape(stem, image_size), num_classes)
-    check_positive("hidden", hidden)
-    return TwinClassifier(stem, hidden=hidden, num_classes=num_classes, image_size=image_size,
-                          dropout=dropout)
-
-
-@register_model(
+cnn_gap = register_model(
     "cnn_gap",
     "Flagship's small no-LSTM control: the same BN stem -> global average pool -> FC",
-)
-def cnn_gap(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    channels: tuple[int, ...] = (32, 64),
-    batch_norm: bool = True,
-    dropout: float = 0.1,
-) -> GAPClassifier:
-    """The flagship's stem read by global average pooling instead of an LSTM (no spatial reader)."""
-    return GAPClassifier(flagship_stem(channels, batch_norm), num_classes=num_classes,
-                         image_size=image_size, dropout=dropout)
+)(GAPClassifier)

@@ -16,6 +16,7 @@ read the image side by side and their features are concatenated.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -24,9 +25,10 @@ from cnnlstm.errors import ConfigError
 from cnnlstm.models.base import (
     SEQ_AXES,
     ImageClassifier,
+    channels_last_,
     check_choice,
     check_dropout,
-    channels_last_,
+    check_pair,
     check_positive,
     conv_block,
     conv_output_shape,
@@ -37,11 +39,15 @@ from cnnlstm.models.registry import register_model
 
 __all__ = [
     "POOLS",
+    "STEMS",
     "ConvLSTMClassifier",
     "LSTMReader",
     "ParallelCNNLSTM",
+    "baseline_stem",
     "cnn_lstm",
+    "flagship_stem",
     "ji_cnn_lstm",
+    "ji_stem",
     "model1_lstm",
     "model2_lstm",
     "parallel_cnn_lstm",
@@ -108,44 +114,53 @@ class ConvLSTMClassifier(ImageClassifier):
     """``stem -> sequence -> LSTM -> pool -> dropout -> FC``: the sequential CNN-LSTM.
 
     Features are the pooled LSTM outputs after dropout, ``feature_dim = lstm_hidden * dirs``.
+    The defaults are ``model1_lstm``'s; each registered hybrid sets only what differs.
 
     Parameters
     ----------
-    stem : nn.Module
-        Maps images ``(B, 1, H, W)`` to a feature map ``(B, C, H', W')``.
+    stem : {"baseline", "ji", "flagship"}
+        The convolutional stem (see :data:`STEMS`), mapping images ``(B, 1, H, W)`` to a
+        feature map ``(B, C, H', W')``.
+    channels : tuple of int
+        Output channels of the stem's convolutions (two for ``baseline`` and ``ji``).
     num_classes, image_size : int
         Output logits; side of the square input image.
     seq_axis : {"rows", "cols", "spatial"}
         How the feature map becomes a sequence (see :func:`~cnnlstm.models.base.to_sequence`).
     lstm_hidden, lstm_layers, bidirectional, pool :
         See :class:`LSTMReader`.
+    batch_norm : bool
+        BatchNorm in the stem.
     dropout : float
         Dropout on the features (and between stacked LSTM layers).
     """
 
     def __init__(
         self,
-        stem: nn.Module,
         *,
+        stem: str = "baseline",
+        channels: tuple[int, ...] = (8, 32),
         num_classes: int = 10,
         image_size: int = 28,
         seq_axis: str = "rows",
-        lstm_hidden: int = 128,
+        lstm_hidden: int = 64,
         lstm_layers: int = 1,
         bidirectional: bool = False,
         pool: str = "last",
+        batch_norm: bool = False,
         dropout: float = 0.0,
     ) -> None:
+        conv = STEMS[check_choice("stem", stem, tuple(STEMS))](channels, batch_norm)
         check_choice("seq_axis", seq_axis, SEQ_AXES)
         dropout = check_dropout(dropout)
-        steps, step_features = sequence_shape(conv_output_shape(stem, image_size), seq_axis)
+        steps, step_features = sequence_shape(conv_output_shape(conv, image_size), seq_axis)
         reader = LSTMReader(
             step_features, lstm_hidden, lstm_layers,
             bidirectional=bidirectional, pool=pool, dropout=dropout,
         )
         super().__init__(num_classes, reader.out_dim)
         self.seq_axis = seq_axis
-        self.stem = stem
+        self.stem = conv
         self.steps = steps  # sequence length the LSTM reads
         self.reader = reader
         self.dropout = nn.Dropout(dropout)
@@ -160,9 +175,13 @@ class ConvLSTMClassifier(ImageClassifier):
 class ParallelCNNLSTM(ImageClassifier):
     """A CNN branch and an LSTM branch on the raw image, features concatenated, then FC.
 
-    CNN branch: :func:`baseline_stem` (Table II's two convs) -> flatten -> FC -> ReLU.
-    LSTM branch: the raw normalised image read as a sequence (``rows``: 28 steps of 28 pixels)
-    -> LSTM -> pool. ``feature_dim = cnn_features + lstm_hidden * dirs``.
+    The plan's parallel kind of CNN-LSTM (its ref. [10]), sized like Model I by default, and
+    registered as ``parallel_cnn_lstm`` with these defaults:
+
+    CNN branch: :func:`baseline_stem` (Conv(1,8,5) ReLU Pool2 Conv(8,32,5) ReLU Pool2) -> FC(512,
+    64) -> ReLU. LSTM branch: the raw normalised image read as a sequence (``rows``: 28 steps of
+    28 pixels) -> LSTM(64) -> last hidden state. Features: the two concatenated (128) -> dropout
+    -> FC(128, 10); ``feature_dim = cnn_features + lstm_hidden * dirs``.
     """
 
     def __init__(
@@ -182,7 +201,7 @@ class ParallelCNNLSTM(ImageClassifier):
     ) -> None:
         check_choice("seq_axis", seq_axis, SEQ_AXES)
         dropout = check_dropout(dropout)
-        conv = baseline_stem(_pair("cnn_channels", cnn_channels), batch_norm)
+        conv = baseline_stem(check_pair("cnn_channels", cnn_channels), batch_norm)
         flat = math.prod(conv_output_shape(conv, image_size))  # 32*4*4 = 512 at 28x28
         _, step_features = sequence_shape((1, image_size, image_size), seq_axis)
         reader = LSTMReader(
@@ -206,18 +225,25 @@ class ParallelCNNLSTM(ImageClassifier):
         return self.dropout(torch.cat([cnn, rnn], dim=1))
 
 
-def _pair(key: str, value: tuple[int, ...]) -> tuple[int, int]:
-    """Check that a channels argument has exactly two positive entries."""
-    if len(value) != 2:
-        raise ConfigError(f"invalid {key} {list(value)!r}; valid: two channel counts, e.g. [8, 32]")
-    return check_positive(key, value[0]), check_positive(key, value[1])
-
-
-def baseline_stem(channels: tuple[int, int], batch_norm: bool) -> nn.Sequential:
+def baseline_stem(channels: tuple[int, ...], batch_norm: bool) -> nn.Sequential:
     """Table II's conv layers: Conv(1,c1,5) ReLU Pool2 Conv(c1,c2,5) ReLU Pool2 (28 -> 4x4)."""
-    c1, c2 = channels
+    c1, c2 = check_pair("channels", channels)
     return nn.Sequential(
         conv_block(1, c1, 5, batch_norm=batch_norm), conv_block(c1, c2, 5, batch_norm=batch_norm)
+    )
+
+
+def ji_stem(channels: tuple[int, ...], batch_norm: bool) -> nn.Sequential:
+    """Ji (2022)'s convolutions, as we wire them: Conv(1,c1,3) ReLU Pool2 Conv(c1,c2,5) ReLU.
+
+    The paper lists the layers (Conv 3x3x20, MaxPool 2x2, Conv 5x5x20, LSTM + FC + softmax,
+    maximum-likelihood training) but publishes no wiring; ours, an assumption: 28 -> 26 -> 13
+    -> 9, no pooling after the second convolution, padding 0, stride 1.
+    """
+    c1, c2 = check_pair("channels", channels)
+    return nn.Sequential(
+        conv_block(1, c1, 3, batch_norm=batch_norm, pool=True),
+        conv_block(c1, c2, 5, batch_norm=batch_norm, pool=False),
     )
 
 
@@ -244,162 +270,50 @@ def flagship_stem(channels: tuple[int, ...], batch_norm: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register_model(
+#: The stems a sequential hybrid can read: name -> ``stem(channels, batch_norm)``.
+STEMS = {"baseline": baseline_stem, "ji": ji_stem, "flagship": flagship_stem}
+
+
+# The sequential hybrids: only what differs from ConvLSTMClassifier's defaults (timm's style);
+# every argument stays settable through model_args.
+
+# The plan's next step, "adding LSTM layers into the baseline": Model I / Model II with the hidden
+# FC layer replaced by an LSTM of the same width. Conv(1,8,5) ReLU Pool2 Conv(8,32,5) ReLU Pool2
+# -> (B, 32, 4, 4) -> rows: 4 steps of 128 -> LSTM(64) -> last state -> FC(64, 10).
+model1_lstm = register_model(
     "model1_lstm",
     "Model I's conv layers -> LSTM(64) over the 32x4x4 map (4 rows of 128) -> FC(64,10)",
-)
-def model1_lstm(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    lstm_hidden: int = 64,
-    lstm_layers: int = 1,
-    bidirectional: bool = False,
-    seq_axis: str = "rows",
-    pool: str = "last",
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-) -> ConvLSTMClassifier:
-    """Model I with its hidden FC layer replaced by an LSTM of the same width (64).
+)(partial(ConvLSTMClassifier, stem="baseline", channels=(8, 32), lstm_hidden=64))
 
-    Conv(1,8,5) ReLU Pool2 Conv(8,32,5) ReLU Pool2 -> (B, 32, 4, 4) -> rows: 4 steps of 128
-    -> LSTM -> pool -> FC(64, 10).
-    """
-    return ConvLSTMClassifier(
-        baseline_stem((8, 32), batch_norm), num_classes=num_classes, image_size=image_size,
-        seq_axis=seq_axis, lstm_hidden=lstm_hidden, lstm_layers=lstm_layers,
-        bidirectional=bidirectional, pool=pool, dropout=dropout,
-    )
-
-
-@register_model(
+model2_lstm = register_model(
     "model2_lstm",
     "Model II's conv layers -> LSTM(32) over the 32x4x4 map (4 rows of 128) -> FC(32,10)",
-)
-def model2_lstm(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    lstm_hidden: int = 32,
-    lstm_layers: int = 1,
-    bidirectional: bool = False,
-    seq_axis: str = "rows",
-    pool: str = "last",
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-) -> ConvLSTMClassifier:
-    """Model II with its hidden FC layer replaced by an LSTM of the same width (32).
+)(partial(ConvLSTMClassifier, stem="baseline", channels=(16, 32), lstm_hidden=32))
 
-    Conv(1,16,5) ReLU Pool2 Conv(16,32,5) ReLU Pool2 -> (B, 32, 4, 4) -> rows: 4 steps of 128
-    -> LSTM -> pool -> FC(32, 10).
-    """
-    return ConvLSTMClassifier(
-        baseline_stem((16, 32), batch_norm), num_classes=num_classes, image_size=image_size,
-        seq_axis=seq_axis, lstm_hidden=lstm_hidden, lstm_layers=lstm_layers,
-        bidirectional=bidirectional, pool=pool, dropout=dropout,
-    )
-
-
-@register_model(
+# Ji (2022), "A novel CNN+LSTM classification model based on fashion-MNIST" (91.36%); see ji_stem
+# for the wiring we assume: (B, 20, 9, 9) -> rows: 9 steps of 180 -> LSTM(128) -> last -> FC.
+ji_cnn_lstm = register_model(
     "ji_cnn_lstm",
     "Ji 2022 CNN+LSTM: Conv3x3x20 Pool Conv5x5x20 -> 9 rows of 180 -> LSTM(128) -> FC",
-)
-def ji_cnn_lstm(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    lstm_hidden: int = 128,
-    lstm_layers: int = 1,
-    bidirectional: bool = False,
-    seq_axis: str = "rows",
-    pool: str = "last",
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-) -> ConvLSTMClassifier:
-    """Ji (2022), "A novel CNN+LSTM classification model based on fashion-MNIST" (91.36%).
+)(partial(ConvLSTMClassifier, stem="ji", channels=(20, 20), lstm_hidden=128))
 
-    The paper lists the layers (Conv 3x3x20, MaxPool 2x2, Conv 5x5x20, LSTM + FC + softmax,
-    maximum-likelihood training) but publishes no wiring; ours, an assumption:
-
-    Conv(1,20,3) ReLU (28 -> 26) -> MaxPool2 (13) -> Conv(20,20,5) ReLU (9) -> (B, 20, 9, 9)
-    -> rows: 9 time steps of 20*9 = 180 features -> LSTM(128) -> last hidden state -> FC(128, 10).
-    No pooling after the second convolution, padding 0, stride 1.
-    """
-    stem = nn.Sequential(
-        conv_block(1, 20, 3, batch_norm=batch_norm, pool=True),
-        conv_block(20, 20, 5, batch_norm=batch_norm, pool=False),
-    )
-    return ConvLSTMClassifier(
-        stem, num_classes=num_classes, image_size=image_size, seq_axis=seq_axis,
-        lstm_hidden=lstm_hidden, lstm_layers=lstm_layers, bidirectional=bidirectional,
-        pool=pool, dropout=dropout,
-    )
-
-
-@register_model(
+# The plan's parallel kind: the class itself, with its defaults (registered here to keep the listing order).
+parallel_cnn_lstm = register_model(
     "parallel_cnn_lstm",
     "Parallel CNN-LSTM: Model I-style CNN branch + LSTM(64) over raw image rows, concatenated",
-)
-def parallel_cnn_lstm(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    cnn_channels: tuple[int, ...] = (8, 32),
-    cnn_features: int = 64,
-    lstm_hidden: int = 64,
-    lstm_layers: int = 1,
-    bidirectional: bool = False,
-    seq_axis: str = "rows",
-    pool: str = "last",
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-) -> ParallelCNNLSTM:
-    """The plan's parallel kind of CNN-LSTM (its ref. [10]), sized like Model I.
+)(ParallelCNNLSTM)
 
-    CNN branch: Conv(1,8,5) ReLU Pool2 Conv(8,32,5) ReLU Pool2 -> FC(512, 64) ReLU.
-    LSTM branch: raw rows (28 steps of 28 pixels) -> LSTM(64) -> last hidden state.
-    Features: the two concatenated (128) -> dropout -> FC(128, 10).
-    """
-    return ParallelCNNLSTM(
-        num_classes=num_classes, image_size=image_size, cnn_channels=_pair("cnn_channels", cnn_channels),
-        cnn_features=cnn_features, seq_axis=seq_axis, lstm_hidden=lstm_hidden,
-        lstm_layers=lstm_layers, bidirectional=bidirectional, pool=pool,
-        batch_norm=batch_norm, dropout=dropout,
-    )
-
-
-@register_model(
+# The flagship, chosen for accuracy per second of CPU training: flagship_stem (32, 64): 28x28 ->
+# (B, 64, 7, 7) -> rows: 7 steps of 448 -> BiLSTM(64) -> both directions' final states (128) ->
+# dropout -> FC(128, 10).
+# Design measurements (2 shared cores, 2 threads, batch 128, forward + backward + AdamW step,
+# best-of-runs / median ms): conv stem + linear head only 31/35; + BiLSTM(64) 41/50 (chosen);
+# + LSTM(128) mean 41/47; + BiLSTM(128) 59/69 (the LSTM alone costs more than twice the
+# BiLSTM(64)); channels (24, 48) 37/42, (16, 32) 26/31; three blocks (32, 64, 128) 66/76.
+# In a short equal-time race (45 s, 1 thread) 16/32, 24/48 and 32/64 tied within noise
+# (90.4-90.6% validation), so the wider stem, which gains more from longer runs, is the default.
+cnn_lstm = register_model(
     "cnn_lstm",
     "Flagship: BN CNN 32/64 (28 -> 7x7) -> BiLSTM(64) over 7 rows of 448 -> FC; fast on CPU",
-)
-def cnn_lstm(
-    *,
-    num_classes: int = 10,
-    image_size: int = 28,
-    channels: tuple[int, ...] = (32, 64),
-    lstm_hidden: int = 64,
-    lstm_layers: int = 1,
-    bidirectional: bool = True,
-    seq_axis: str = "rows",
-    pool: str = "last",
-    batch_norm: bool = True,
-    dropout: float = 0.1,
-) -> ConvLSTMClassifier:
-    """The flagship CNN-LSTM, chosen for accuracy per second of CPU training.
-
-    :func:`flagship_stem` (Conv3x3 -> MaxPool2 -> BN -> ReLU per entry of ``channels``;
-    (32, 64): 28x28 -> (B, 64, 7, 7)) -> rows: 7 steps of 448 -> BiLSTM(64) -> both directions'
-    final states (128) -> dropout -> FC(128, 10).
-
-    Design measurements (2 shared cores, 2 threads, batch 128, forward + backward + AdamW step,
-    best-of-runs / median ms): conv stem + linear head only 31/35; + BiLSTM(64) 41/50 (chosen);
-    + LSTM(128) mean 41/47; + BiLSTM(128) 59/69 (the LSTM alone costs more than twice the
-    BiLSTM(64)); channels (24, 48) 37/42, (16, 32) 26/31; three blocks (32, 64, 128) 66/76.
-    In a short equal-time race (45 s, 1 thread) 16/32, 24/48 and 32/64 tied within noise
-    (90.4-90.6% validation), so the wider stem, which gains more from longer runs, is the default.
-    """
-    return ConvLSTMClassifier(
-        flagship_stem(channels, batch_norm), num_classes=num_classes, image_size=image_size,
-        seq_axis=seq_axis, lstm_hidden=lstm_hidden, lstm_layers=lstm_layers,
-        bidirectional=bidirectional, pool=pool, dropout=dropout,
-    )
+)(partial(ConvLSTMClassifier, stem="flagship", channels=(32, 64), lstm_hidden=64, bidirectional=True,
+          batch_norm=True, dropout=0.1))

@@ -1,16 +1,19 @@
 """Models by name: register builders, create models from config values, summarise them.
 
-A builder is a plain function with keyword-only arguments and defaults that returns an
-:class:`~cnnlstm.models.base.ImageClassifier`; a variant is a thin builder that only fills in
-arguments (timm's ``@register_model`` style)::
+A builder is anything callable whose signature lists every argument with a default and returns
+an :class:`~cnnlstm.models.base.ImageClassifier`: a model class whose ``__init__`` has defaults
+for everything, or a :func:`functools.partial` of one that fills in only the arguments a variant
+changes (timm's ``@register_model`` style, without a hand-written function restating the rest)::
 
-    @register_model("model1", "Table II Model I", train_defaults=None)
-    def model1(*, num_classes: int = 10, image_size: int = 28, dropout: float = 0.0):
-        return BaselineCNN(num_classes=num_classes, image_size=image_size, ...)
+    model1 = register_model("model1", "Table II Model I")(
+        partial(TwoConvCNN, channels=(8, 32), kernel_size=5, padding=0, fc_hidden=64))
 
-:func:`create_model` checks the keyword arguments against the builder's signature before calling
-it, so a typo in a config file is a one-line :class:`~cnnlstm.errors.ConfigError`, not a
-``TypeError`` traceback.
+The registry reads a model's arguments and defaults from that signature (:func:`model_args`), so
+a new argument of a class reaches every variant of it without being restated anywhere.
+:func:`create_model` checks keyword arguments against the signature before calling the builder,
+so a typo in a config file is a one-line :class:`~cnnlstm.errors.ConfigError`, not a
+``TypeError`` traceback; :func:`check_model_args` also runs the model's own value checks without
+allocating weights.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from cnnlstm.models.base import ImageClassifier
 
 __all__ = [
     "ModelEntry",
+    "check_model_args",
     "create_model",
     "get_model_entry",
     "list_models",
@@ -73,7 +77,10 @@ _REGISTRY: dict[str, ModelEntry] = {}  # insertion order = registration order
 def register_model(
     name: str, description: str, train_defaults: Mapping[str, Any] | None = None
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``fn(**kwargs) -> ImageClassifier`` under ``name``.
+    """Decorator registering a builder ``fn(**kwargs) -> ImageClassifier`` under ``name``.
+
+    ``fn`` is a function, a model class or a :func:`functools.partial` of one, whose every
+    argument has a default (see the module docstring).
 
     Parameters
     ----------
@@ -103,7 +110,7 @@ def register_model(
 
 
 def _check_builder_signature(name: str, fn: Builder) -> None:
-    """Builders take keyword arguments with defaults only, so that every argument is listable."""
+    """Builders take arguments with defaults only, so that every argument is listable."""
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.default is param.empty:
             raise ValueError(
@@ -152,6 +159,26 @@ def create_model(name: str, **kwargs: Any) -> ImageClassifier:
     model = entry.builder(**clean)
     log.debug("created model %s with %s", name, clean)
     return model
+
+
+def check_model_args(name: str, args: Mapping[str, Any], *, image_size: int = 28) -> None:
+    """Check ``args`` for model ``name`` as :func:`create_model` would, without allocating weights.
+
+    The model is built on PyTorch's ``meta`` device (shapes only: no memory, no random numbers
+    drawn), so unknown arguments, wrong types and the model's own value checks (a ``seq_axis``
+    that does not exist, a dropout of 5) all fail here, before a run folder is written.
+
+    Raises
+    ------
+    ConfigError
+        Unknown model or argument, a value of the wrong type or out of range, or ``num_classes``
+        / ``image_size``, which come from the dataset.
+    """
+    for key in ("num_classes", "image_size"):
+        if key in args:
+            raise ConfigError(f"model_args.{key} cannot be set: it comes from the dataset")
+    with torch.device("meta"):
+        create_model(name, image_size=image_size, **args)
 
 
 def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
