@@ -166,7 +166,9 @@ def step_maps(scores: np.ndarray, seq_axis: str, grid: tuple[int, int], image_si
     """Spread each step's score over the image pixels it covers, scaled to [-1, 1] per image.
 
     ``rows``: step t covers the image rows of feature-map row t; ``cols`` the same for columns;
-    ``spatial``: step t is position ``(t // w, t % w)``. Nearest-neighbour upsampling.
+    ``spatial``: step t is position ``(t // w, t % w)``. Nearest-neighbour upsampling: a step is
+    drawn where its feature-map row or column lies when the map is stretched to the image (its
+    receptive field is wider; this shows the order and weight of the steps, not exact pixels).
 
     Returns
     -------
