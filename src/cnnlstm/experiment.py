@@ -106,7 +106,7 @@ def check_dataset_matches(cfg: TrainConfig, ds: Dataset) -> None:
 
 def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: bool = False,
               evaluate: bool = True, rank: int = 0, world_size: int = 1, wrap_model=None,
-              on_step: Callable | None = None, on_epoch: Callable | None = None) -> dict:
+              on_step: Callable | None = None, on_epoch: Callable | None = None, figures: bool = True) -> dict:
     """Train (or resume) one run into ``run_dir`` and evaluate its best weights on the test set.
 
     Parameters
@@ -119,6 +119,9 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
         Continue from ``run_dir/checkpoint.pt`` exactly.
     evaluate : bool
         Write ``metrics.json``, ``predictions.npz`` and the figures at the end.
+    figures : bool
+        With ``evaluate``: also draw the evaluation figures (a study skips them for seeds whose
+        figures its report does not show; ``cnnlstm evaluate RUN`` draws them later).
     rank, world_size : int
         Data-parallel position (only rank 0 writes files).
     wrap_model : callable, optional
@@ -164,7 +167,8 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
         log.debug("fit took %.1f s wall", time.perf_counter() - t0)
         metrics = None
         if evaluate and rank == 0:
-            metrics = evaluate_run(run_dir, ds, model=unwrap(model), splits=splits, cfg=cfg, state=state)
+            metrics = evaluate_run(run_dir, ds, model=unwrap(model), splits=splits, cfg=cfg, state=state,
+                                   figures=figures)
     return {"state": state, "metrics": metrics, "train_seconds": train_seconds}
 
 

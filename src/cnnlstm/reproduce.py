@@ -297,7 +297,9 @@ def run_job(job: Job, root: Path, ds: Dataset, *, progress: StudyProgress, explo
         if resume and (folder / "best.pt").exists() and not (folder / "checkpoint.pt").exists():
             resume = False
         cfg = None if resume else job.cfg
-        train_run(cfg, folder, ds, resume=resume, on_step=progress.on_step, on_epoch=progress.on_epoch)
+        # Figures for seed 0 (the run the report shows); the other seeds are only numbers in it.
+        train_run(cfg, folder, ds, resume=resume, on_step=progress.on_step, on_epoch=progress.on_epoch,
+                  figures=job.cfg.seed == 0)
     elif job.kind == "embed":
         exploration.run_embed(folder, ds, **embed_kwargs)
     elif job.kind == "robustness":

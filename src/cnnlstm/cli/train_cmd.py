@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
                     examples=EXAMPLES)
     p.add_argument("model", nargs="?", help="model name (from `cnnlstm models`)")
     p.add_argument("--preset", choices=preset_names(), help="shipped settings: paper = the plan's, "
-                   "fast = most accuracy in ~100 s of 2 CPU cores, best = highest accuracy")
+                   "fast = most accuracy in ~100 s of 2 CPU cores, best = highest accuracy, "
+                   "gpu = a CUDA recipe (untested proposal)")
     p.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON file of config keys")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
                    help="set any config key, e.g. --set model_args.lstm_hidden=64 (repeatable)")

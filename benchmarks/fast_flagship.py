@@ -1,0 +1,108 @@
+"""Benchmark: the flagship's `fast` recipe (target: >= 92.0% test, mean of 3 seeds, within 60 s of training).
+
+For each seed it runs ``cnnlstm train cnn_lstm --preset fast`` as its own process (the way a user
+runs it) into a scratch folder, then reads ``history.csv`` and ``metrics.json``: test accuracy,
+training seconds (the training loop only, validation excluded), seconds per epoch, and the time to
+the first epoch whose validation accuracy reaches 92%. With ``--control`` it trains the flagship's
+no-LSTM twin (``cnn_twin``) under the same recipe after each flagship seed and prints the
+difference with its 95% interval (``cnnlstm.stats``).
+
+Machines differ, so the same run also times a fixed reference workload: one epoch of 20,000 images
+of Model I through the plain tutorial loop of ``benchmarks/train_loop.py`` (per-sample Dataset +
+DataLoader, batch 64, Adam). Read a figure from another machine as a ratio to that reference.
+
+Run: ``python benchmarks/fast_flagship.py [--seeds 3] [--threads 2] [--control] [--keep DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_loop import tutorial_epoch  # noqa: E402  (the reference workload, shared with train_loop.py)
+
+from cnnlstm.data import load_dataset  # noqa: E402
+from cnnlstm.models import create_model  # noqa: E402
+from cnnlstm.runs import read_history, read_json  # noqa: E402
+from cnnlstm.stats import compare, mean_std  # noqa: E402
+
+TARGET_ACC, TARGET_S, VAL_MARK = 0.92, 60.0, 0.92
+
+
+def reference_seconds(threads: int, images: int = 20000) -> float:
+    """Seconds of one tutorial-loop epoch of ``images`` Model I images (the machine's yardstick)."""
+    torch.set_num_threads(threads)
+    ds = load_dataset()
+    torch.manual_seed(0)
+    model = create_model("model1")
+    rate = tutorial_epoch(model, ds.train_images[:images], ds.train_labels[:images], seed=0)
+    return images / rate
+
+
+def train(model: str, seed: int, threads: int, out: Path) -> dict:
+    """One run of the fast recipe as a separate process; its figures from the run folder."""
+    cmd = [sys.executable, "-m", "cnnlstm", "train", model, "--preset", "fast", "--seed", str(seed),
+           "--threads", str(threads), "--out", str(out), "--quiet"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    history, metrics = read_history(out / "history.csv"), read_json(out / "metrics.json")
+    elapsed, first = 0.0, None
+    for row in history:
+        elapsed += row["seconds"]
+        if first is None and row["val_acc"] >= VAL_MARK:
+            first = (row["epoch"], elapsed)
+    return {"model": model, "seed": seed, "test_acc": metrics["accuracy"], "train_s": metrics["train_seconds"],
+            "epochs": len(history), "epoch_s": [round(r["seconds"], 2) for r in history],
+            "first_epoch_val_92": first, "process_wall_s": wall}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--control", action="store_true", help="also train the no-LSTM twin per seed")
+    p.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
+    args = p.parse_args()
+
+    ref_before = reference_seconds(args.threads)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="fast-flagship-"))
+    results = []
+    for seed in range(args.seeds):
+        for model in ("cnn_lstm", "cnn_twin") if args.control else ("cnn_lstm",):
+            r = train(model, seed, args.threads, root / f"{model}-s{seed}")
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    ref_after = reference_seconds(args.threads)
+
+    flag = [r for r in results if r["model"] == "cnn_lstm"]
+    acc_m, acc_s = mean_std(r["test_acc"] for r in flag)
+    secs = [r["train_s"] for r in flag]
+    per_epoch = statistics.median(s for r in flag for s in r["epoch_s"])
+    print(f"\nreference workload (Model I, tutorial loop, 20,000 images): {ref_before:.1f} s before, "
+          f"{ref_after:.1f} s after")
+    print(f"cnn_lstm --preset fast, {len(flag)} seeds: test {100 * acc_m:.2f} ± {100 * (acc_s or 0):.2f}% "
+          f"(target >= {100 * TARGET_ACC:.1f}%: {'met' if acc_m >= TARGET_ACC else 'NOT met'}); training "
+          f"{statistics.median(secs):.1f} s median ({min(secs):.1f}-{max(secs):.1f}; target <= {TARGET_S:.0f} s: "
+          f"{'met' if max(secs) <= TARGET_S else 'NOT met'}); {per_epoch:.1f} s per epoch (median); "
+          f"= {statistics.median(secs) / ref_before:.2f}x the reference workload")
+    for r in flag:
+        first = r["first_epoch_val_92"]
+        print(f"  seed {r['seed']}: {100 * r['test_acc']:.2f}%, {r['train_s']:.1f} s, epochs {r['epoch_s']}, "
+              f"first epoch >= 92% val: {'none' if first is None else f'{first[0]} at {first[1]:.1f} s'}")
+    if args.control:
+        twin = {r["seed"]: r["test_acc"] for r in results if r["model"] == "cnn_twin"}
+        print(compare("cnn_lstm", "cnn_twin", {r["seed"]: r["test_acc"] for r in flag}, twin).sentence())
+
+
+if __name__ == "__main__":
+    main()
