@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic IDX datasets, an isolated cache, and real-data skips."""
+"""Shared fixtures: tiny synthetic IDX datasets, an isolated cache, stopping a run on cue, real-data skips."""
 
 from __future__ import annotations
 
@@ -71,6 +71,26 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 def tiny_data_dir(tmp_path) -> Path:
     """A folder holding a tiny synthetic IDX dataset (200 train, 50 test, 10 classes)."""
     return write_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny_ds(tiny_data_dir):
+    """The tiny synthetic dataset, loaded (unverified: it is not Fashion-MNIST)."""
+    from cnnlstm.data import load_dataset
+
+    return load_dataset(tiny_data_dir, verify=False)
+
+
+class Stop(Exception):
+    """Raised by a test's callback to stop a run at a chosen point (as a crash would)."""
+
+
+def stop_after(epoch: int):
+    """An ``on_epoch`` callback raising :class:`Stop` once ``epoch`` is done (its checkpoint written)."""
+    def on_epoch(row):
+        if row["epoch"] == epoch:
+            raise Stop
+    return on_epoch
 
 
 def real_data_available() -> bool:

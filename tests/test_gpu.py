@@ -10,10 +10,11 @@ import torch
 
 from cnnlstm import train as T
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import load_dataset
 from cnnlstm.experiment import build_model, configure_runtime, make_splits, train_run
 from cnnlstm.models import create_model
 from cnnlstm.runs import load_checkpoint, read_history, read_json
+
+from conftest import Stop, stop_after
 
 pytestmark = [
     pytest.mark.cuda,
@@ -27,11 +28,6 @@ def gpu_cfg(**kw) -> TrainConfig:
                 schedule="constant", device="cuda", verify=False, seed=0)
     base.update(kw)
     return TrainConfig(**base).validate()
-
-
-@pytest.fixture
-def tiny_ds(tiny_data_dir):
-    return load_dataset(tiny_data_dir, verify=False)
 
 
 def finite_history(run_dir) -> list[dict]:
@@ -68,15 +64,8 @@ def test_resume_on_the_gpu_restores_the_device_generator(tiny_ds, tmp_path):
     cfg = gpu_cfg(epochs=2, flip_h=0.5)
     train_run(cfg, tmp_path / "full", tiny_ds, evaluate=False)
 
-    class Stop(Exception):
-        pass
-
-    def stop(row):
-        if row["epoch"] == 1:
-            raise Stop
-
     with pytest.raises(Stop):
-        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_epoch=stop)
+        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_epoch=stop_after(1))
     cut = load_checkpoint(tmp_path / "cut/checkpoint.pt")["rng"]["augment"]
     train_run(None, tmp_path / "cut", tiny_ds, resume=True, evaluate=False)
     full = load_checkpoint(tmp_path / "full/checkpoint.pt")["rng"]["augment"]

@@ -48,6 +48,8 @@ from cnnlstm.errors import RunError, UserError
 from cnnlstm.experiment import evaluate_run, train_run
 from cnnlstm.runs import load_checkpoint, read_history, read_json
 
+from conftest import Stop, stop_after
+
 SRC = Path(cnnlstm.__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -128,17 +130,6 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def strip_seconds(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(epoch: int):
-    def on_epoch(row):
-        if row["epoch"] == epoch:
-            raise Stop
-    return on_epoch
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ import torch
 
 from cnnlstm import train as T
 from cnnlstm.config import TrainConfig, resolve_train_config
-from cnnlstm.data import load_dataset
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.experiment import build_model, make_splits, train_run
 from cnnlstm.runs import load_checkpoint, read_history
+
+from conftest import Stop, stop_after
 
 
 def tiny_cfg(**kw) -> TrainConfig:
@@ -23,11 +24,6 @@ def tiny_cfg(**kw) -> TrainConfig:
                 schedule="cosine", device="cpu", verify=False, seed=3)
     base.update(kw)
     return TrainConfig(**base).validate()
-
-
-@pytest.fixture
-def tiny_ds(tiny_data_dir):
-    return load_dataset(tiny_data_dir, verify=False)
 
 
 def weights(path):
@@ -52,22 +48,14 @@ def test_same_seed_same_history_and_weights(tiny_ds, tmp_path):
     assert strip(read_history(tmp_path / "c/history.csv")) != strip(ha)
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("model", ["model1", "ji_cnn_lstm"])
 def test_kill_after_epoch_then_resume_is_bit_identical(tiny_ds, tmp_path, model):
     """A run that dies right after epoch 1's checkpoint, resumed, equals one never interrupted."""
     cfg = tiny_cfg(model=model, flip_h=0.5, erase=0.3, model_args={"dropout": 0.2})
     train_run(cfg, tmp_path / "full", tiny_ds, evaluate=False)
 
-    def die(row):
-        if row["epoch"] == 1:
-            raise Stop
-
     with pytest.raises(Stop):
-        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_epoch=die)
+        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_epoch=stop_after(1))
     assert load_checkpoint(tmp_path / "cut/checkpoint.pt")["train_state"]["epoch"] == 1
     train_run(None, tmp_path / "cut", tiny_ds, resume=True, evaluate=False)
     assert_same_weights(weights(tmp_path / "full/checkpoint.pt"), weights(tmp_path / "cut/checkpoint.pt"))
