@@ -37,17 +37,11 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def default_out(inputs: list[str]) -> Path:
-    """report.html inside the one input folder, else runs/report.html."""
-    if len(inputs) == 1:
-        return Path(inputs[0]) / "report.html"
-    return Path("runs") / "report.html"
-
-
 def run(args) -> int:
+    from cnnlstm.api import default_report_path
     from cnnlstm.report import build_report
 
-    out = Path(args.out) if args.out else default_out(args.inputs)
+    out = Path(args.out) if args.out else default_report_path(args.inputs)
     result = build_report(args.inputs, out, title=args.title, explore_dirs=args.explore)
     if not args.quiet:
         size = result["html"].stat().st_size / 1e6

@@ -1,0 +1,93 @@
+"""The Python API (``import cnnlstm``) and the quickstart notebook that uses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import cnnlstm
+from cnnlstm.errors import ConfigError
+
+from conftest import write_dataset
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
+TINY = dict(epochs=2, batch_size=32, val_size=40, threads=1, seed=1, device="cpu")
+
+
+def test_import_cnnlstm_is_cheap_and_lists_its_surface():
+    code = ("import json, sys, cnnlstm; print(json.dumps({'heavy': [m for m in ('torch', 'numpy', 'cnnlstm.api', "
+            "'cnnlstm.train') if m in sys.modules], 'dir': dir(cnnlstm)}))")
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out["heavy"] == []
+    assert {"load_dataset", "create_model", "list_models", "train", "load_run", "evaluate", "embed",
+            "report"} <= set(out["dir"])
+
+
+def test_step_names_are_both_the_function_and_the_module():
+    """``cnnlstm.train`` is callable (the API) and still the training module (``fit``, ``build_loss``)."""
+    from cnnlstm import train as train_module
+
+    assert callable(cnnlstm.train) and train_module is cnnlstm.train and hasattr(train_module, "fit")
+    assert callable(cnnlstm.report) and hasattr(cnnlstm.report, "build_report")
+    assert callable(cnnlstm.evaluate) and hasattr(cnnlstm.evaluate, "compute_metrics")
+    assert callable(cnnlstm.embed) and hasattr(cnnlstm.embed, "tsne_embed")
+
+
+def test_train_load_evaluate_embed_report_round_trip(tiny_data_dir, tmp_path):
+    run_dir = cnnlstm.train("model1", out=tmp_path / "run", data_dir=str(tiny_data_dir), verify=False, **TINY)
+    assert run_dir == tmp_path / "run"
+    run = cnnlstm.load_run(run_dir)
+    assert run.config.model == "model1" and run.config.epochs == 2 and len(run.history) == 2
+    assert run.metrics["n_test"] == 50 and not run.model.training
+    assert run.figure("history").is_file()
+    with torch.no_grad():
+        assert run.model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    again = cnnlstm.evaluate(run_dir, figures=False)  # the dataset comes from config.json
+    assert again["accuracy"] == run.metrics["accuracy"]
+    record = cnnlstm.embed(run_dir, samples=30, n_jobs=1)
+    assert record["n"] == 30 and (run_dir / "figures" / "tsne.png").is_file()
+    html = cnnlstm.report(run_dir)
+    assert html == run_dir / "report.html" and html.is_file()
+
+
+def test_train_takes_a_config_and_overrides_and_checks_them(tiny_ds, tmp_path):
+    cfg = cnnlstm.TrainConfig(model="model1", verify=False, **TINY)
+    run_dir = cnnlstm.train(cfg, out=tmp_path / "a", data=tiny_ds, evaluate=False, lr=0.0123, epochs=1)
+    saved = cnnlstm.load_run(run_dir, which="last").config
+    assert (saved.lr, saved.epochs, saved.batch_size) == (0.0123, 1, 32)
+    with pytest.raises(ConfigError, match="seq_axis"):
+        cnnlstm.train("cnn_lstm", out=tmp_path / "b", data=tiny_ds, model_args={"seq_axis": "diag"})
+    assert not (tmp_path / "b").exists()
+
+
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+    """examples/quickstart.ipynb, executed with its settings cell swapped for tiny synthetic data."""
+    nbformat = pytest.importorskip("nbformat", reason="the notebook test needs the test extras: pip install -e '.[test]'")
+    nbclient = pytest.importorskip("nbclient", reason="the notebook test needs the test extras: pip install -e '.[test]'")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    settings = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(settings) == 1
+    data_dir = write_dataset(tmp_path / "data")
+    settings[0].source = "\n".join([
+        'MODEL = "cnn_lstm"',
+        f"DATA_DIR = {str(data_dir)!r}",
+        "VERIFY = False",
+        'SETTINGS = dict(epochs=2, batch_size=32, val_size=40, threads=1, model_args={"channels": [8, 16], '
+        '"lstm_hidden": 8})',
+        f"OUT = {str(tmp_path / 'run')!r}",
+        "TSNE_SAMPLES = 40",
+    ])
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel shows figures inline, as in Jupyter
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # the curves (matplotlib and the run's figure), the confusion matrix, the t-SNE
+    assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "embed.json").is_file()
