@@ -67,6 +67,19 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``cli.main`` reconfigures the root logger (level, a handler writing to stdout); give the next
+    test the logging it had, so no test's output depends on which command ran before it."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture
 def tiny_data_dir(tmp_path) -> Path:
     """A folder holding a tiny synthetic IDX dataset (200 train, 50 test, 10 classes)."""

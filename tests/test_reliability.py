@@ -157,18 +157,6 @@ def done_run(tiny_data_dir, tmp_path) -> Path:
     return run
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main`` reconfigures the root logger; give the next test the logging it had."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 # --------------------------------------------------------------------------- untrusted checkpoints
 
 
