@@ -86,3 +86,12 @@ def test_paired_bootstrap_brackets_the_difference_and_is_seeded():
 def test_predictions_of_different_test_sets_are_refused():
     with pytest.raises(ValueError):
         paired_test(np.zeros(3), np.zeros(3), np.zeros(4))
+
+
+def test_single_seed_sentence_uses_the_paired_seeds_own_difference():
+    y = np.arange(1000) % 10
+    pa = np.where(np.arange(1000) < 900, y, (y + 1) % 10)  # 90.0%
+    pb = np.where(np.arange(1000) < 880, y, (y + 1) % 10)  # 88.0%
+    # B has two more seeds; A only seed 0: the sentence speaks of the seed-0 pair, not the means
+    text = compare("a", "b", {0: 0.90}, {0: 0.88, 1: 0.80, 2: 0.80}, predictions={0: (y, pa, pb)}).sentence()
+    assert text.startswith("single seed: a scored +2.00 points against b (seed 0; test-set 95% CI")

@@ -211,12 +211,12 @@ class Comparison:
         pts = 100 * s.diff
         conf = f"{100 * s.confidence:.0f}%"
         if s.low is None:
-            extra = ""
-            if self.test_sets:
-                t = next(iter(self.test_sets.values()))
-                extra = (f"; on the test set {conf} CI {100 * t.low:+.{digits}f} to {100 * t.high:+.{digits}f}, "
-                         f"McNemar p = {t.mcnemar_p:.2g}")
-            return (f"single seed: {self.a} scored {pts:+.{digits}f} points against {self.b}{extra}; "
+            if self.test_sets:  # the seed both sides have: its own difference and test-set tests
+                k, t = next(iter(self.test_sets.items()))
+                return (f"single seed: {self.a} scored {100 * t.diff:+.{digits}f} points against {self.b} "
+                        f"(seed {k}; test-set {conf} CI {100 * t.low:+.{digits}f} to {100 * t.high:+.{digits}f}, "
+                        f"McNemar p = {t.mcnemar_p:.2g}); one seed cannot show that either model is better")
+            return (f"single seed: {self.a} scored {pts:+.{digits}f} points against {self.b}; "
                     f"one seed cannot show that either model is better")
         ci = f"{conf} CI {100 * s.low:+.{digits}f} to {100 * s.high:+.{digits}f}, {s.n} seeds"
         if s.excludes_zero:
