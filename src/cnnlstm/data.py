@@ -12,6 +12,10 @@ Checksums are SHA-256 of the *decompressed* IDX bytes, so Debian's re-compressed
 pass and digit MNIST served by a wrong mirror fails. Verified arrays are cached as ``.npy`` beside
 a small JSON manifest holding their own SHA-256, so a second load skips decompression and hashing
 of the IDX files, and a damaged cache file is detected and rebuilt, never trusted.
+
+Why one module of this size: reading, validating, finding, verifying and caching are one path
+from bytes on disk to a checked array, and most of the length is the validation that turns
+every malformed file into a one-line error naming it.
 """
 
 from __future__ import annotations

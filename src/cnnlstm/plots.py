@@ -5,6 +5,10 @@ Figures are built with :class:`matplotlib.figure.Figure` on an explicit Agg canv
 module never touches pyplot's global state or the process-wide backend: it is safe to import
 next to interactive matplotlib users and in headless workers. PNGs are written as 8-bit
 palette images (mode ``"P"``) at :data:`DPI` dots per inch.
+
+Why one module of this size: it is a flat list of independent figure functions (one per
+figure the commands draw) sharing one canvas helper and one atomic saver; splitting it by
+command would separate figures that share axes styles and the saver for no gain.
 """
 
 from __future__ import annotations

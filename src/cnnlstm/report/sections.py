@@ -3,6 +3,10 @@ explorations and sweeps, and :func:`build_report`, which reads the folders and w
 
 Numbers over the seeds of one experiment are mean ± sample standard deviation
 (:func:`cnnlstm.stats.mean_std`).
+
+Why one module of this size: it holds one builder per section of the page, each short and
+independent; the page toolkit, run-folder reading and statistics already live elsewhere
+(``page.py``, ``records.py``, :mod:`cnnlstm.stats`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ the flagship's figures; the t-SNE comparison; the exploration.
 
 Numbers are aggregated over seeds as mean +- sample standard deviation, with n; intervals and
 tests come from :mod:`cnnlstm.stats` (scipy.stats).
+
+Why one module of this size: the study report is one document whose sections read the same
+aggregated runs; its comparison logic lives in ``compare.py`` and its statistics in
+:mod:`cnnlstm.stats`, so what remains here is the wording and layout of each section.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ one PostgreSQL database (``--storage postgresql://...``) joins the same study an
 
 The search space is a list of :class:`cnnlstm.sweep.space.Param` (:mod:`cnnlstm.sweep.space`);
 storages and heartbeats are in :mod:`cnnlstm.sweep.storage`.
+
+Why one module of this size: the worker loop, the trial lifecycle (run, prune, retry a dead
+attempt) and the results are one state machine over one Optuna study; splitting it would put
+the retry rules apart from the loop that applies them.
 """
 
 from __future__ import annotations
