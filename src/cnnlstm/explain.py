@@ -211,7 +211,7 @@ def pick_per_class(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.nd
     Returns the indices and that number: ``per_class``, or fewer when a class has fewer images
     (so every class fills one row of the figure).
     """
-    from cnnlstm.explore import sample_indices_per_class
+    from cnnlstm.dataset_stats import sample_indices_per_class
 
     counts = np.bincount(labels)
     k = int(min(per_class, counts[counts > 0].min()))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlstm import audit, explore, plots
+from cnnlstm import audit, dataset_stats, plots
 from cnnlstm.data import Dataset
 from cnnlstm.embed import default_k0, embedding_quality, tsne_embed
 from cnnlstm.runs import run_lock, write_json, write_npy, write_npz
@@ -132,19 +132,19 @@ def write_explore_figures(ds: Dataset, fig_dir: Path, images: np.ndarray, labels
     ``images``/``labels`` are train and test together (the plan's box plots use all 70,000).
     """
     n_classes = ds.num_classes
-    plots.plot_class_distribution(explore.class_counts(ds.train_labels, n_classes),
-                                  explore.class_counts(ds.test_labels, n_classes), ds.classes,
+    plots.plot_class_distribution(dataset_stats.class_counts(ds.train_labels, n_classes),
+                                  dataset_stats.class_counts(ds.test_labels, n_classes), ds.classes,
                                   fig_dir / "class_distribution.png")
-    means, variances = explore.per_image_stats(images)
+    means, variances = dataset_stats.per_image_stats(images)
     n = f"{len(labels):,} images"
     plots.plot_boxplots(means, labels, ds.classes, fig_dir / "boxplot_means.png",
                         f"Per-image pixel mean by class ({n})", "mean pixel value (0-1)")
     plots.plot_boxplots(variances, labels, ds.classes, fig_dir / "boxplot_variances.png",
                         f"Per-image pixel variance by class ({n})", "pixel variance")
-    pick = explore.sample_indices_per_class(ds.train_labels, SAMPLES_PER_CLASS, seed)
+    pick = dataset_stats.sample_indices_per_class(ds.train_labels, SAMPLES_PER_CLASS, seed)
     plots.plot_sample_grid(ds.train_images[pick], ds.train_labels[pick], ds.classes,
                            fig_dir / "sample_grid.png", per_class=SAMPLES_PER_CLASS)
-    plots.plot_mean_images(explore.class_mean_images(images, labels, n_classes), ds.classes,
+    plots.plot_mean_images(dataset_stats.class_mean_images(images, labels, n_classes), ds.classes,
                            fig_dir / "mean_images.png")
 
 
@@ -213,14 +213,14 @@ def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = 
     Returns
     -------
     dict
-        The ``stats.json`` content: :func:`cnnlstm.explore.dataset_stats` plus ``dataset``
+        The ``stats.json`` content: :func:`cnnlstm.dataset_stats.dataset_stats` plus ``dataset``
         (``source``, ``verified``), ``audit`` (exact and near duplicates within and across the
         splits, :func:`cnnlstm.audit.audit_dataset`) and ``embedding`` (the ``embed.json``
         record, or None).
     """
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    stats = explore.dataset_stats(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
+    stats = dataset_stats.dataset_stats(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels,
                                   ds.classes)
     stats["dataset"] = {"source": ds.source, "verified": ds.verified}
     images = np.concatenate([ds.train_images, ds.test_images])  # (N, H, W) uint8, train first

@@ -285,7 +285,7 @@ def plot_boxplots(values, labels, class_names: Sequence[str], path, title: str,
     Parameters
     ----------
     values : array-like, shape (N,)
-        e.g. per-image pixel means from :func:`cnnlstm.explore.per_image_stats`.
+        e.g. per-image pixel means from :func:`cnnlstm.dataset_stats.per_image_stats`.
     labels : array-like of int, shape (N,)
     class_names : sequence of str
     path : str or Path
@@ -316,7 +316,7 @@ def plot_sample_grid(images, labels, class_names: Sequence[str], path, per_class
     """One row per class showing its first ``per_class`` images in the given order.
 
     Pass ``images[idx], labels[idx]`` with ``idx`` from
-    :func:`cnnlstm.explore.sample_indices_per_class` for a random sample.
+    :func:`cnnlstm.dataset_stats.sample_indices_per_class` for a random sample.
 
     Returns
     -------
@@ -341,7 +341,7 @@ def plot_sample_grid(images, labels, class_names: Sequence[str], path, per_class
 
 
 def plot_mean_images(mean_images, class_names: Sequence[str], path) -> Path:
-    """The average image of each class (``cnnlstm.explore.class_mean_images``, [0, 1] units).
+    """The average image of each class (``cnnlstm.dataset_stats.class_mean_images``, [0, 1] units).
 
     Returns
     -------

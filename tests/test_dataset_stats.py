@@ -1,12 +1,12 @@
-"""Tests for cnnlstm.explore: dataset statistics against hand-computed numpy."""
+"""Tests for cnnlstm.dataset_stats: dataset statistics against hand-computed numpy."""
 
 import json
 
 import numpy as np
 import pytest
 
-from cnnlstm import explore
-from cnnlstm.explore import (
+import cnnlstm.dataset_stats as stats_module
+from cnnlstm.dataset_stats import (
     class_counts,
     class_mean_images,
     dataset_stats,
@@ -34,7 +34,7 @@ def test_class_counts():
 
 def test_per_image_stats_by_hand(data, monkeypatch):
     images, _ = data
-    monkeypatch.setattr(explore, "CHUNK", 7)  # exercise the chunking
+    monkeypatch.setattr(stats_module, "CHUNK", 7)  # exercise the chunking
     means, variances = per_image_stats(images)
     x = images.reshape(40, -1) / 255.0
     np.testing.assert_allclose(means, x.mean(1))
@@ -45,7 +45,7 @@ def test_per_image_stats_by_hand(data, monkeypatch):
 
 def test_class_mean_images_by_hand(data, monkeypatch):
     images, labels = data
-    monkeypatch.setattr(explore, "CHUNK", 9)
+    monkeypatch.setattr(stats_module, "CHUNK", 9)
     means = class_mean_images(images, labels, 4)  # class 3 absent
     assert means.shape == (4, 5, 4)
     for c in range(3):
