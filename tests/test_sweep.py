@@ -401,3 +401,15 @@ def test_two_workers_share_one_postgres_study(tmp_path, postgres_url):
     best = tmp_path / "best.toml"
     assert main(["sweep", "--best", "shared", "--storage", postgres_url, "--out", str(best), "-q"]) == 0
     assert resolve_train_config(config_file=best).model == "model1"
+
+
+def test_log_lines_never_reach_stdout(tmp_path, capsys):
+    """`cnnlstm sweep --best ... > best.toml` must give a clean file: logs go to stderr."""
+    import logging
+
+    from cnnlstm.cli import setup_logging
+
+    setup_logging(debug=False, quiet=False)
+    logging.getLogger("cnnlstm.sweep").info("a progress line")
+    captured = capsys.readouterr()
+    assert "a progress line" not in captured.out and "a progress line" in captured.err

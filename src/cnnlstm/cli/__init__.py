@@ -83,9 +83,13 @@ def add_command(sub, name: str, help: str, description: str, examples: str) -> a
 
 def setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    handler = RichHandler(show_path=debug, show_time=False, markup=False, rich_tracebacks=False)
+    # Logs go to stderr: stdout carries what a command outputs (a config from `sweep --best`,
+    # `predict --json` rows), so it stays clean when piped into a file.
+    handler = RichHandler(console=Console(stderr=True), show_path=debug, show_time=False, markup=False,
+                          rich_tracebacks=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed", "openTSNE"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
