@@ -70,7 +70,7 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     for text in ("Table I: published methods vs measured here", "Table II: the plan&#x27;s baselines",
                  "Model I (plan Table II)", "86.55", "CNN+LSTM (Ji 2022)", "91.36", "Ablations of the flagship",
                  "not verified Fashion-MNIST", "What the LSTM adds", "95% CI over seeds", "cnn_twin",
-                 "McNemar p (per seed)", "Calibration", "ECE after scaling", "Robustness to corruptions",
+                 "McNemar p", "Calibration", "ECE after scaling", "Robustness to corruptions",
                  "mCE vs model1", "Where the flagship looks"):
         assert text in html, text
     assert "| Model II (plan Table II) | 86.28 |" in md

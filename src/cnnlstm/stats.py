@@ -218,10 +218,11 @@ class Comparison:
                         f"McNemar p = {t.mcnemar_p:.2g}); one seed cannot show that either model is better")
             return (f"single seed: {self.a} scored {pts:+.{digits}f} points against {self.b}; "
                     f"one seed cannot show that either model is better")
-        ci = f"{conf} CI {100 * s.low:+.{digits}f} to {100 * s.high:+.{digits}f}, {s.n} seeds"
-        if s.excludes_zero:
-            winner, loser = (self.a, self.b) if s.diff > 0 else (self.b, self.a)
-            return f"{winner} beat {loser} by {abs(pts):.{digits}f} points ({ci})"
+        if s.excludes_zero:  # worded from the winner's side: the interval of winner - loser
+            winner, loser, low, high = ((self.a, self.b, s.low, s.high) if s.diff > 0
+                                        else (self.b, self.a, -s.high, -s.low))
+            return (f"{winner} beat {loser} by {abs(pts):.{digits}f} points ({conf} CI {100 * low:.{digits}f} "
+                    f"to {100 * high:.{digits}f}, {s.n} seeds)")
         return (f"no measurable difference between {self.a} and {self.b} at {s.n} seeds "
                 f"({pts:+.{digits}f} points, {conf} CI {100 * s.low:+.{digits}f} to {100 * s.high:+.{digits}f})")
 

@@ -99,14 +99,15 @@ def _group_label(group: Sequence[RunRecord], groups: Sequence[Sequence[RunRecord
 
 def differences_section(groups: Sequence[Sequence[RunRecord]]) -> Section | None:
     """Every pair of experiments: Δ accuracy with its 95% interval over seeds, McNemar, bootstrap."""
-    from cnnlstm.report.compare import SeedRun, compare_groups, comparison_cells, recipe_differences
+    from cnnlstm.report.compare import (SEED_PAIR_NOTE, SeedRun, compare_groups, comparison_cells,
+                                        recipe_differences, seed_pair_rows)
 
     scored = [g for g in groups if all(r.metrics for r in g)]
     if len(scored) < 2 or len(scored) > MAX_EXPERIMENTS_COMPARED:
         return None
     as_seed_runs = [[SeedRun(int(r.config.get("seed", i)), r.metrics["accuracy"], r.path, r.config)
                      for i, r in enumerate(g)] for g in scored]
-    rows, sentences = [], []
+    rows, pair_rows, sentences = [], [], []
     for i in range(len(scored)):
         for j in range(i + 1, len(scored)):
             a, b = _group_label(scored[i], scored), _group_label(scored[j], scored)
@@ -114,6 +115,7 @@ def differences_section(groups: Sequence[Sequence[RunRecord]]) -> Section | None
             diffs = recipe_differences(scored[i][0].config, scored[j][0].config)
             rows.append({"A": a, "B": b, **comparison_cells(cmp),
                          "recipe": "same" if not diffs else "DIFFERS: " + "; ".join(diffs)})
+            pair_rows += seed_pair_rows(cmp)
             sentences.append(cmp.sentence() + (" (not a matched comparison: the recipes differ)" if diffs else "")
                              + ".")
     return Section("Differences between experiments", [
@@ -122,7 +124,8 @@ def differences_section(groups: Sequence[Sequence[RunRecord]]) -> Section | None
                   "paired bootstrap use the two runs' predictions of the same test images, one seed pair at a "
                   "time, and measure test-set noise only. A win is claimed only when the seed interval "
                   "excludes 0."),
-        Table(rows, list(rows[0])), *[Paragraph(t) for t in sentences]])
+        Table(rows, list(rows[0])), *[Paragraph(t) for t in sentences],
+        *([Paragraph(SEED_PAIR_NOTE), Table(pair_rows, list(pair_rows[0]))] if pair_rows else [])])
 
 
 def comparison_section(groups: Sequence[Sequence[RunRecord]]) -> Section:

@@ -26,7 +26,8 @@ from cnnlstm import plots
 from cnnlstm.config import config_to_dict
 from cnnlstm.data import Dataset
 from cnnlstm.references import REFERENCES, Reference
-from cnnlstm.report.compare import SeedRun, compare_groups, comparison_cells, recipe_differences
+from cnnlstm.report.compare import (SEED_PAIR_NOTE, SeedRun, compare_groups, comparison_cells,
+                                    recipe_differences, seed_pair_rows)
 from cnnlstm.report.page import Figure, Figures, Paragraph, Section, Table, write_report
 from cnnlstm.reproduce import ABLATIONS, CONTROL_PAIRS, FLAGSHIP, FLAGSHIP_FAMILY, Job, StudyPreset, collect_runs
 from cnnlstm.runs import read_json
@@ -200,7 +201,10 @@ def flagship_vs_published(models: dict[str, dict]) -> str | None:
 def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, Comparison],
                  preset: StudyPreset) -> list[str]:
     """Plain sentences, each backed by an interval: what the LSTM adds, the flagship, the ablations."""
-    lines = [f"What the LSTM adds: {claim(cmp, diffs)}" for _, _, cmp, diffs in comparisons]
+    lines = []
+    if comparisons:
+        lines.append("What the LSTM adds, each hybrid against its control at the same recipe and schedule:")
+        lines += [f"- {claim(cmp, diffs)}" for _, _, cmp, diffs in comparisons]
     if (text := flagship_vs_published(models)) is not None:
         lines.append(text)
     if ablation_cmp:
@@ -311,7 +315,9 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
                       "once per step); cnn_gap is the stem with global average pooling; model1 is the "
                       "control of model1_lstm and of parallel_cnn_lstm (whose CNN branch alone is Model I). "
                       "Columns with a slash give hybrid / control. Δ = hybrid − control."),
-            Table(rows, list(rows[0]))]))
+            Table(rows, list(rows[0])), Paragraph(SEED_PAIR_NOTE),
+            Table(pairs, list(pairs[0])) if (pairs := [r for _, _, c, _ in comparisons for r in seed_pair_rows(c)])
+            else Paragraph("No seed pair has predictions of the same test images.")]))
     sections += [
         Section("Table I: published methods vs measured here", [
             Paragraph("Each reference is trained with its published recipe where the preset can afford it "
