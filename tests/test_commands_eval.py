@@ -225,10 +225,9 @@ def test_embed_writes_embedding_and_features_and_is_seeded(run_copy, study, caps
     assert {"labels", "preds", "probs", "features"} <= set(pred.files)
     assert pred["features"].dtype == np.float16 and pred["features"].shape == (50, rec["feature_dim"])
     from cnnlstm.data import to_tensor
-    from cnnlstm.experiment import load_run_for_eval
-    from cnnlstm.exploration import load_run_model
+    from cnnlstm.runs import load_run_model
 
-    model = load_run_model(a, load_run_for_eval(a), study["ds"], "cpu")
+    model, _ = load_run_model(a, "best", "cpu")
     feats = model.forward_features(to_tensor(study["ds"].test_images)).detach().numpy()
     assert np.allclose(pred["features"], feats, rtol=1e-2, atol=1e-2)
 

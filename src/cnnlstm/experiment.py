@@ -309,8 +309,3 @@ def write_run_figures(run_dir: Path, metrics: dict, labels, probs, preds, images
     plots.plot_reliability(reliability_bins(probs, labels), fig / "reliability.png", scaled=scaled,
                            temperature=metrics.get("temperature"), ece=metrics.get("ece"),
                            ece_scaled=metrics.get("ece_temperature"))
-
-
-# The old name of cnnlstm.runs.load_run_config (the validated config of a run folder), which
-# several commands still import from here.
-load_run_for_eval = load_run_config

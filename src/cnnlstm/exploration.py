@@ -241,24 +241,6 @@ def run_explore(ds: Dataset, out_dir: str | Path, *, tsne_samples: int | None = 
 # --------------------------------------------------------------------------- embed a run
 
 
-def load_run_model(run_dir: Path, cfg, ds: Dataset, device):
-    """The run's model with its ``best.pt`` weights on ``device`` (eval mode).
-
-    The commands that already hold the run's config and dataset call this; it is
-    :func:`cnnlstm.runs.load_run_model` (which leaves torch's global RNG alone) at the dataset's
-    image size. ``cfg`` is unused, kept for those callers.
-
-    Raises
-    ------
-    RunError
-        ``best.pt`` missing or damaged, or weights that do not fit ``config.json``.
-    """
-    from cnnlstm import runs
-
-    model, _ = runs.load_run_model(run_dir, "best", device, image_size=ds.train_images.shape[1])
-    return model
-
-
 def add_features_to_predictions(path: Path, labels: np.ndarray, features: np.ndarray) -> bool:
     """Add ``features`` (float16) to an existing ``predictions.npz``, rewritten atomically.
 
@@ -312,14 +294,14 @@ def run_embed(run_dir: str | Path, ds: Dataset, *, samples: int | None = None, p
     from cnnlstm.device import resolve_device
     from cnnlstm.evaluate import predict_probs
     from cnnlstm.experiment import check_dataset_matches
-    from cnnlstm.runs import load_run_config
+    from cnnlstm.runs import load_run_config, load_run_model
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     check_dataset_matches(cfg, ds)
     dev = resolve_device(device or cfg.device)
     with run_lock(run_dir):
-        model = load_run_model(run_dir, cfg, ds, dev)
+        model, _ = load_run_model(run_dir, "best", dev, image_size=ds.train_images.shape[1])
         n_test = cfg.limit_test or len(ds.test_labels)
         labels = ds.test_labels[:n_test].astype(np.int64)
         _, feats = predict_probs(model, to_tensor(ds.test_images[:n_test], dev),

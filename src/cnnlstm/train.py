@@ -24,7 +24,6 @@ from torch import nn
 from cnnlstm import augment as aug
 from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
-from cnnlstm.device import resolve_device  # noqa: F401  (its home is cnnlstm.device; re-exported)
 from cnnlstm.distributed import all_reduce_sum, any_rank, reseed_rank, shard_indices
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.losses import make_loss
