@@ -83,15 +83,15 @@ def add_command(sub, name: str, help: str, description: str, examples: str) -> a
 
 def setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    from rich.console import Console
     from rich.logging import RichHandler
 
-    # Logs go to stderr: stdout carries what a command outputs (a config from `sweep --best`,
-    # `predict --json` rows), so it stays clean when piped into a file.
-    handler = RichHandler(console=Console(stderr=True), show_path=debug, show_time=False, markup=False,
-                          rich_tracebacks=False)
+    handler = RichHandler(show_path=debug, show_time=False, markup=False, rich_tracebacks=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
-    for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed", "openTSNE"):
+    # Libraries' own INFO lines would land among a command's output (alembic announces its
+    # migration context when an Optuna storage is first opened, which once corrupted the TOML that
+    # `sweep --best` prints): only their warnings are shown.
+    for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed", "openTSNE", "alembic",
+                  "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
