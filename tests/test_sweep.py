@@ -220,6 +220,7 @@ def test_best_config_round_trips_through_train_config(tmp_path, capsys):
         assert main(["sweep", "--best", "t", "--storage", settings.storage_url, "--out", str(path), "-q"]) == 0
         cfg = resolve_train_config(config_file=path)
         assert config_to_dict(cfg) == best.user_attrs["config"]
+    capsys.readouterr()  # only what `--best` prints from here on (a module fixture may have left INFO logging on)
     assert main(["sweep", "--best", "t", "--storage", settings.storage_url]) == 0
     printed = tmp_path / "printed.toml"
     printed.write_text(capsys.readouterr().out)
