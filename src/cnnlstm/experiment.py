@@ -23,7 +23,7 @@ from cnnlstm.data import Dataset, stratified_split, to_tensor
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.evaluate import compute_metrics, predict_probs
 from cnnlstm.models import create_model
-from cnnlstm.device import resolve_device
+from cnnlstm.device import keep_cpu_allocations_warm, resolve_device
 from cnnlstm.runs import (load_checkpoint, load_run_config, load_run_weights, read_history, run_lock,
                           write_json, write_npz)
 from cnnlstm.train import FitData, TrainState, fit, unwrap
@@ -87,10 +87,12 @@ def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: tor
 
 
 def configure_runtime(cfg: TrainConfig) -> torch.device:
-    """Pick the device and CPU threads the config asks for."""
+    """Pick the device and CPU threads the config asks for (and keep CPU allocations warm)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_cpu_allocations_warm()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
