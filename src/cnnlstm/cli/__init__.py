@@ -21,7 +21,7 @@ COMMANDS = ("data", "models", "train", "evaluate", "robustness", "explain", "exp
 
 EPILOG = """examples:
   cnnlstm data                          # where the dataset is, counts, checksums
-  cnnlstm train cnn_lstm --preset fast  # the flagship, ~92% in about 65 s on 2 CPU cores
+  cnnlstm train cnn_lstm --preset fast  # the flagship, ~92% in about 60 s on 2 CPU cores
   cnnlstm reproduce --preset quick      # the whole study and its report
   cnnlstm COMMAND --help                # details and examples of each command
 """

@@ -18,7 +18,7 @@ from cnnlstm.runs import default_run_dir
 log = logging.getLogger(__name__)
 
 EXAMPLES = """\
-  cnnlstm train cnn_lstm --preset fast          # the flagship: ~92% test accuracy in ~65 s on 2 CPU cores
+  cnnlstm train cnn_lstm --preset fast          # the flagship: ~92% test accuracy in ~60 s on 2 CPU cores
   cnnlstm train model1 --preset paper --seed 1  # the plan's baseline Model I
   cnnlstm train cnn_svm --epochs 5              # CNN with an L2-SVM head (squared hinge loss)
   cnnlstm train cnn_lstm --set model_args.seq_axis=cols --set flip_h=0.5 --lr 3e-3
@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
                     examples=EXAMPLES)
     p.add_argument("model", nargs="?", help="model name (from `cnnlstm models`)")
     p.add_argument("--preset", choices=preset_names(), help="shipped settings: paper = the plan's, "
-                   "fast = most accuracy in ~65 s of 2 CPU cores, best = highest accuracy, "
+                   "fast = most accuracy in ~60 s of 2 CPU cores, best = highest accuracy, "
                    "gpu = a CUDA recipe (untested proposal)")
     p.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON file of config keys")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
