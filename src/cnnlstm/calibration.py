@@ -32,14 +32,10 @@ T_BOUNDS = (0.05, 20.0)  # the temperature search interval
 
 
 def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = np.asarray(labels).astype(np.int64).ravel()
-    if probs.ndim != 2 or probs.shape[0] != labels.shape[0]:
-        raise ValueError(f"probs must be (N, C) with N = {labels.shape[0]}, got {probs.shape}")
-    if labels.size == 0:
-        raise ValueError("no predictions to calibrate")
-    if labels.min() < 0 or labels.max() >= probs.shape[1]:
-        raise ValueError(f"labels must lie in [0, {probs.shape[1]})")
+    """``(probs, labels)`` checked by :func:`cnnlstm.evaluate.check_predictions`."""
+    from cnnlstm.evaluate import check_predictions
+
+    labels, probs = check_predictions(labels, probs)
     return probs, labels
 
 

@@ -120,17 +120,27 @@ def predict_probs(
     return probs_np, feats_np
 
 
-def _check_inputs(labels, probs, class_names) -> tuple[np.ndarray, np.ndarray]:
+def check_predictions(labels, probs) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(N,)`` as int64 and probabilities ``(N, C)`` as float64, or a ValueError.
+
+    The one check of a prediction set, shared by the metrics here and by
+    :mod:`cnnlstm.calibration`.
+    """
     labels = np.asarray(labels).astype(np.int64).ravel()
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[0] != labels.shape[0]:
         raise ValueError(f"probs must be (N, C) with N={labels.shape[0]}, got {probs.shape}")
-    if probs.shape[1] != len(class_names):
-        raise ValueError(f"{probs.shape[1]} probability columns but {len(class_names)} class names")
     if labels.size == 0:
-        raise ValueError("no labels to evaluate")
+        raise ValueError("no predictions to evaluate")
     if labels.min() < 0 or labels.max() >= probs.shape[1]:
         raise ValueError(f"labels must lie in [0, {probs.shape[1]}), got {labels.min()}..{labels.max()}")
+    return labels, probs
+
+
+def _check_inputs(labels, probs, class_names) -> tuple[np.ndarray, np.ndarray]:
+    labels, probs = check_predictions(labels, probs)
+    if probs.shape[1] != len(class_names):
+        raise ValueError(f"{probs.shape[1]} probability columns but {len(class_names)} class names")
     return labels, probs
 
 

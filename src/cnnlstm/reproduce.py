@@ -306,7 +306,7 @@ def run_job(job: Job, root: Path, ds: Dataset, *, progress: StudyProgress, explo
         from cnnlstm.robustness import load_robustness, run_robustness
 
         kwargs = dict(robustness_kwargs or {})
-        base = root / "runs" / f"{BASELINES[0]}-s0"
+        base = Job("train", f"{BASELINES[0]}-s0", "baseline").folder(root)  # Model I's seed-0 run folder
         if job.cfg.model != BASELINES[0] and (base / "robustness.json").exists():
             kwargs["baseline"] = load_robustness(base)
         run_robustness(folder, ds, **kwargs)
