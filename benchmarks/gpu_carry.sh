@@ -26,10 +26,10 @@ CARRY=${CARRY:-.device-carry}
 PY_VERSION=${PY_VERSION:-3.12}
 LIMIT_MIB=${LIMIT_MIB:-60}  # leaves room for the tracked files under the 64 MiB transfer limit
 
-# Missing on the GPU machine's image (its package list names neither openTSNE nor optuna), plus
+# Missing on the GPU machine's image (its package list names none of openTSNE, optuna, captum), plus
 # the pure dependencies optuna brings that the image lacks too (alembic -> SQLAlchemy, Mako;
 # colorlog). tomli is only needed below Python 3.11.
-RUNTIME="openTSNE optuna alembic SQLAlchemy Mako colorlog"
+RUNTIME="openTSNE optuna captum alembic SQLAlchemy Mako colorlog"
 BUILD="setuptools"  # pyproject.toml's license = "MIT" needs setuptools >= 77
 # What the image already holds, of what the project and the wheels above need (from the GPU
 # machine's package list); a requirement that is neither here nor carried stops this script.

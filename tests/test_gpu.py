@@ -138,3 +138,21 @@ def test_lstm_runs_on_cudnn(tiny_ds):
         model(x).sum().backward()
     ops = {e.key for e in prof.key_averages()}
     assert "aten::_cudnn_rnn" in ops, sorted(o for o in ops if "rnn" in o or "lstm" in o)
+
+
+def test_attributions_run_through_cudnns_lstm_and_match_the_cpu():
+    """captum's Grad-CAM and integrated gradients need a backward pass through an eval-mode LSTM,
+    which cuDNN refuses; explain turns cuDNN off around them. The maps must equal the CPU's."""
+    from cnnlstm import explain
+
+    torch.manual_seed(0)
+    model = create_model("cnn_lstm", num_classes=10, image_size=28).eval()
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 3, 5, 9])
+    heat_cpu, steps_cpu = explain.explain_images(model, x, target, n_steps=8)
+    heat_gpu, steps_gpu = explain.explain_images(model.cuda(), x.cuda(), target.cuda(), n_steps=8)
+    assert torch.backends.cudnn.enabled  # restored after the attribution
+    assert heat_gpu.shape == heat_cpu.shape and steps_gpu.shape == steps_cpu.shape
+    # TF32 convolutions on the card: loose tolerances, still far below the maps' [0, 1] range
+    assert abs(heat_gpu - heat_cpu).max() < 5e-2
+    assert abs(steps_gpu - steps_cpu).max() < 5e-2 * max(1.0, float(abs(steps_cpu).max()))

@@ -117,6 +117,26 @@ def test_batch_norm_and_dropout_reach_the_model() -> None:
         assert 0.3 in [m.p for m in with_bn.modules() if isinstance(m, nn.Dropout)], name
 
 
+@pytest.mark.parametrize("name", ["cnn_lstm", "cnn_twin", "cnn_gap"])
+def test_stem_depth_stacks_convolutions_in_each_flagship_block(name: str) -> None:
+    shallow, deep = create_model(name), create_model(name, stem_depth=3)
+    convs = [m for m in deep.stem.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3 * len([m for m in shallow.stem.modules() if isinstance(m, nn.Conv2d)])
+    assert [c.out_channels for c in convs] == [32, 32, 32, 64, 64, 64]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in deep.stem.modules()) == 2  # still 28 -> 7x7
+    assert deep(_images(2)).shape == (2, 10)
+    if name == "cnn_lstm":
+        assert deep.steps == shallow.steps == 7
+    # depth 1 keeps the layer names, so checkpoints written before the option still load
+    assert list(create_model(name, stem_depth=1).state_dict()) == list(shallow.state_dict())
+
+
+@pytest.mark.parametrize("name", ["model1_lstm", "ji_cnn_lstm"])
+def test_stem_depth_is_the_flagship_stems_alone(name: str) -> None:
+    with pytest.raises(ConfigError, match="stem_depth 2"):
+        create_model(name, stem_depth=2)
+
+
 @pytest.mark.parametrize(
     ("seq_axis", "input_size"), [("rows", 64 * 7), ("cols", 64 * 7), ("spatial", 64)]
 )

@@ -76,8 +76,8 @@ class TwinClassifier(ImageClassifier):
     """
 
     def __init__(self, *, num_classes: int = 10, image_size: int = 28, channels: tuple[int, ...] = (32, 64),
-                 hidden: int = 0, batch_norm: bool = True, dropout: float = 0.1) -> None:
-        stem = flagship_stem(channels, batch_norm)
+                 stem_depth: int = 1, hidden: int = 0, batch_norm: bool = True, dropout: float = 0.1) -> None:
+        stem = flagship_stem(channels, batch_norm, stem_depth)
         fmap = conv_output_shape(stem, image_size)
         if hidden == 0:
             hidden = matched_hidden(fmap, num_classes)
@@ -100,8 +100,8 @@ class GAPClassifier(ImageClassifier):
     """
 
     def __init__(self, *, num_classes: int = 10, image_size: int = 28, channels: tuple[int, ...] = (32, 64),
-                 batch_norm: bool = True, dropout: float = 0.1) -> None:
-        stem = flagship_stem(channels, batch_norm)
+                 stem_depth: int = 1, batch_norm: bool = True, dropout: float = 0.1) -> None:
+        stem = flagship_stem(channels, batch_norm, stem_depth)
         n_channels, _, _ = conv_output_shape(stem, image_size)
         super().__init__(num_classes, n_channels)
         self.stem = stem
