@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", help="model name (from `cnnlstm models`)")
     p.add_argument("--preset", choices=preset_names(), help="shipped settings: paper = the plan's, "
                    "fast = most accuracy in ~60 s of 2 CPU cores, best = highest accuracy, "
-                   "gpu = a CUDA recipe (untested proposal)")
+                   "gpu = one CUDA GPU (94.7%% in ~40 s on an H200)")
     p.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON file of config keys")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
                    help="set any config key, e.g. --set model_args.lstm_hidden=64 (repeatable)")
