@@ -76,7 +76,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads (0 = torch's default)
-    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA
+    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision: CUDA; bf16 also on CPUs with native bf16
     channels_last: bool = False  # CUDA memory format
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1000

@@ -1,7 +1,8 @@
-"""Device names: which ones are valid, and what ``auto`` means on this machine."""
+"""Devices: which names are valid, what ``auto`` means here, the CPU allocator, mixed precision."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from cnnlstm.errors import ConfigError
@@ -9,6 +10,8 @@ from cnnlstm.errors import ConfigError
 # What --device (and the config's ``device``) accept: torch's own names would also take "meta",
 # "cuda:x" or "mps", and then fail later with a traceback.
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+log = logging.getLogger(__name__)
 
 
 def check_device_name(name: str) -> str:
@@ -72,3 +75,48 @@ def keep_cpu_allocations_warm() -> bool:
     if mallopt is None:
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 / AMX); emulated bf16 is slower
+    than fp32, so autocast is only worth it where this is True."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def autocast_dtype(amp: str, device_type: str):
+    """The dtype ``torch.autocast`` should use for ``TrainConfig.amp`` on a device, or None for fp32.
+
+    CUDA takes bf16 and fp16 as asked. On a CPU only bf16 is used, and only where the CPU runs it
+    natively: measured on a 2-core AMD EPYC with AVX512-BF16, a training step of the fast recipe's
+    flagship took 19 ms under bf16 autocast against 25 ms in fp32 (1.31x), and its no-LSTM twin
+    13.5 against 17.9 ms. fp16 on a CPU, or bf16 on a CPU without native support, falls back to
+    fp32 with a log line, so one preset serves every machine.
+
+    Parameters
+    ----------
+    amp : {"off", "bf16", "fp16"}
+        The configured precision.
+    device_type : str
+        ``torch.device.type`` of the training data, e.g. ``"cuda"`` or ``"cpu"``.
+
+    Returns
+    -------
+    torch.dtype or None
+    """
+    import torch
+
+    if amp == "off":
+        return None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    if device_type == "cuda":
+        return dtype
+    if device_type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16():
+        return dtype
+    log.info("amp=%s is not used on %s (%s): training in fp32", amp, device_type,
+             "no native bf16" if dtype == torch.bfloat16 and device_type == "cpu" else "CUDA only")
+    return None

@@ -26,6 +26,7 @@ from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
 from cnnlstm.distributed import all_reduce_sum, any_rank, reseed_rank, shard_indices
 from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.device import autocast_dtype
 from cnnlstm.losses import make_loss
 from cnnlstm.runs import CHECKPOINT_FORMAT, save_checkpoint, write_history
 
@@ -375,7 +376,7 @@ def fit(model: nn.Module, data: FitData, cfg: TrainConfig, run_dir: str | Path |
     opt = build_optimizer(model.parameters(), cfg)
     sched = build_scheduler(opt, cfg, steps_per_epoch)
     device = data.train_x.device
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if device.type == "cuda" else None
+    amp_dtype = autocast_dtype(cfg.amp, device.type)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     loss_fn = build_loss(cfg, unwrap(model))
