@@ -11,7 +11,8 @@ from pathlib import Path
 
 from cnnlstm.cli import main
 from cnnlstm.data import load_dataset
-from cnnlstm.reproduce import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs, run_study
+from cnnlstm.config import config_to_dict
+from cnnlstm.reproduce import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs, recipe_changes, run_study
 from cnnlstm.report.study import write_study_report
 
 ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--quiet"]
@@ -116,3 +117,27 @@ def test_killed_study_resumes_without_redoing_finished_runs(tiny_data_dir, tmp_p
     assert (first.stat().st_mtime_ns, (out / "runs/model1-s0/best.pt").stat().st_mtime_ns) == stamp
     assert (out / "runs/model2-s0/metrics.json").exists()
     assert write_study_report(out, summary["jobs"], preset, ds).exists()
+
+
+def test_a_study_folder_of_another_recipe_is_refused_not_reported(tiny_data_dir, tmp_path, capsys):
+    """After a preset changes, its old runs must not be resumed or reported as the new recipe's."""
+    import json
+
+    out = tmp_path / "study"
+    jobs = plan_jobs(STUDY_PRESETS["quick"], common={"data_dir": str(tiny_data_dir), "verify": False},
+                     models=("model1",))
+    job = next(j for j in jobs if j.kind == "train")
+    folder = job.folder(out)
+    folder.mkdir(parents=True)
+    saved = config_to_dict(job.cfg)
+    # another machine, thread count or data folder is the same recipe ...
+    (folder / "config.json").write_text(json.dumps({**saved, "threads": 7, "data_dir": "/elsewhere"}))
+    assert recipe_changes(job, out) == []
+    # ... another batch size is not
+    (folder / "config.json").write_text(json.dumps({**saved, "batch_size": saved["batch_size"] * 2}))
+    assert recipe_changes(job, out) == [f"batch_size {saved['batch_size'] * 2} vs {saved['batch_size']}"]
+    rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out), "--models", "model1",
+               "--tsne-samples", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "trained with another recipe" in err[0] and "batch_size" in err[0]
+    assert not (folder / "metrics.json").exists()  # nothing was trained into the stale folder

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from cnnlstm.config import TrainConfig, resolve_train_config
+from cnnlstm.config import TrainConfig, config_to_dict, resolve_train_config
 from cnnlstm.data import Dataset
-from cnnlstm.errors import ConfigError
+from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.runs import read_history, read_json
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,47 @@ def job_done(job: Job, root: Path) -> bool:
     return (job.folder(root) / final).exists()
 
 
+#: Config keys that say where and how fast a run trains, not what it learns: a study may resume its
+#: runs with other values of these (another machine, more threads, the data found elsewhere).
+WHERE_KEYS = frozenset({"data_dir", "download", "verify", "device", "threads", "compile", "eval_batch_size",
+                        "tensorboard"})
+
+
+def recipe_changes(job: Job, root: Path) -> list[str]:
+    """How the config a training job's folder was started with differs from the job's own.
+
+    Empty when the folder has no ``config.json`` yet or the two agree on every key outside
+    :data:`WHERE_KEYS`; otherwise ``["key saved vs planned", ...]``.
+    """
+    path = job.folder(root) / "config.json"
+    if job.kind != "train" or not path.exists():
+        return []
+    saved = read_json(path)
+    planned = config_to_dict(job.cfg)
+    keys = sorted((set(saved) | set(planned)) - WHERE_KEYS)
+    return [f"{k} {saved.get(k)!r} vs {planned.get(k)!r}" for k in keys if saved.get(k) != planned.get(k)]
+
+
+def check_recipes(jobs: list[Job], root: Path) -> None:
+    """Refuse to resume a study whose run folders were trained with another recipe.
+
+    A study folder left by an earlier version of a preset would otherwise be reported as finished
+    runs of the current recipe: mixed recipes under one heading, and comparisons that are not matched.
+
+    Raises
+    ------
+    RunError
+        Naming the first stale run, its differences, and how many runs are stale.
+    """
+    stale = [(job, changes) for job in jobs if (changes := recipe_changes(job, root))]
+    if stale:
+        job, changes = stale[0]
+        raise RunError(
+            f"{root} holds {len(stale)} run(s) trained with another recipe than this study plans, e.g. "
+            f"{job.name}: {'; '.join(changes)} (saved vs planned); choose a new --out, or delete {root} to "
+            "rerun the whole study (its embeddings and analyses were made from those runs)")
+
+
 def best_run_by_validation(root: Path, jobs: list[Job], group: str) -> str | None:
     """The model of ``group`` with the highest mean best-validation accuracy (never test accuracy)."""
     scores: dict[str, list[float]] = {}
@@ -333,6 +374,7 @@ def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[
     robustness_kwargs = {"samples": preset.robustness_samples, "severities": preset.robustness_severities,
                          "seed": seed}
     explain_kwargs = {"per_class": max(1, preset.explain_per_class), "seed": seed}
+    check_recipes(jobs, root)
     t_start, ran, skipped = time.perf_counter(), 0, 0
     all_jobs = list(jobs)
     i = 0
