@@ -36,6 +36,13 @@ def test_unpaired_seeds_fall_back_to_welch():
     assert not got.paired and (got.low, got.high) == pytest.approx((ref.low, ref.high))
 
 
+def test_a_single_seed_is_compared_on_its_own_seed_not_against_the_other_mean():
+    got = seed_interval({0: 0.8744}, {0: 0.8720, 1: 0.8610, 2: 0.8710})
+    assert got.n == 1 and got.paired and got.low is None
+    assert got.diff == pytest.approx(0.0024)  # seed 0 against seed 0, not 0.8744 - mean(b)
+    assert "single seed" in compare("parallel_cnn_lstm", "model1", {0: 0.8744}, {0: 0.872, 1: 0.861}).sentence()
+
+
 def test_overlapping_models_make_no_beat_sentence():
     a = {0: 0.920, 1: 0.911, 2: 0.925}
     b = {0: 0.918, 1: 0.915, 2: 0.921}

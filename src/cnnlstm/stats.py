@@ -82,7 +82,7 @@ def seed_interval(a: dict[int, float], b: dict[int, float], confidence: float = 
     Seeds both sides have are paired (``scipy.stats.ttest_rel``); with fewer than two common
     seeds but two or more on each side, the groups are compared as independent samples
     (Welch, ``scipy.stats.ttest_ind(equal_var=False)``). With one score on a side there is no
-    interval.
+    interval, and the difference is taken on the shared seed when there is one.
     """
     from scipy import stats
 
@@ -96,6 +96,11 @@ def seed_interval(a: dict[int, float], b: dict[int, float], confidence: float = 
         ci = res.confidence_interval(confidence)
         return SeedInterval(len(common), True, diff, float(ci.low), float(ci.high), float(res.pvalue), confidence)
     xa, xb = np.array(list(a.values()), float), np.array(list(b.values()), float)
+    if len(common) == 1 and min(len(xa), len(xb)) == 1:
+        # a single-seed model against one with more seeds: the matched comparison is the shared seed
+        # (the same split and initialisation stream), not the other side's mean over seeds it lacks
+        seed = common[0]
+        return SeedInterval(1, True, float(a[seed] - b[seed]), None, None, None, confidence)
     diff = float(xa.mean() - xb.mean()) if len(xa) and len(xb) else float("nan")
     if len(xa) >= 2 and len(xb) >= 2 and (np.ptp(xa) or np.ptp(xb)):
         res = stats.ttest_ind(xa, xb, equal_var=False)
