@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
                     examples=EXAMPLES)
     p.add_argument("model", nargs="?", help="model name (from `cnnlstm models`)")
     p.add_argument("--preset", choices=preset_names(), help="shipped settings: paper = the plan's, "
-                   "fast = most accuracy in ~60 s of 2 CPU cores, best = highest accuracy, "
+                   "fast = most accuracy in ~60 s of 2 CPU cores, best = most in ~30 min of them, "
                    "gpu = one CUDA GPU (94.7%% in ~40 s on an H200)")
     p.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON file of config keys")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
