@@ -134,3 +134,24 @@ def pytest_collection_modifyitems(config, items):
         if "realdata" in item.keywords and not real_data_available():
             item.add_marker(requires_real_data)
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def record_conv_dtypes(monkeypatch) -> set:
+    """Patch training so the first Conv2d records the dtypes it outputs while in training mode.
+
+    Returns the set that fills as training runs (e.g. ``{torch.bfloat16}`` under bf16 autocast).
+    """
+    import torch
+
+    from cnnlstm import experiment
+
+    dtypes: set = set()
+    real_fit = experiment.fit
+
+    def fit_with_probe(model, *args, **kwargs):
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype) if m.training else None)
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "fit", fit_with_probe)
+    return dtypes

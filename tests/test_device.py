@@ -12,6 +12,8 @@ from cnnlstm import device, experiment
 from cnnlstm.config import TrainConfig, resolve_train_config
 from cnnlstm.experiment import train_run
 
+from conftest import record_conv_dtypes
+
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_glibc_thresholds_are_set():
@@ -38,15 +40,7 @@ def test_autocast_dtype_per_device(monkeypatch, native):
 
 def _conv_dtypes_during_training(monkeypatch, tmp_path, tiny_ds, amp: str) -> set:
     """Train one epoch on the CPU and return the dtypes the first convolution produced."""
-    dtypes = set()
-    real_fit = experiment.fit
-
-    def fit_with_probe(model, *args, **kwargs):
-        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-        conv.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype) if m.training else None)
-        return real_fit(model, *args, **kwargs)
-
-    monkeypatch.setattr(experiment, "fit", fit_with_probe)
+    dtypes = record_conv_dtypes(monkeypatch)
     cfg = TrainConfig(model="cnn_lstm", epochs=1, batch_size=32, val_size=40, device="cpu", verify=False,
                       amp=amp, model_args={"channels": [8, 16]}).validate()
     train_run(cfg, tmp_path / amp, tiny_ds)

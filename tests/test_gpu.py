@@ -14,7 +14,7 @@ from cnnlstm.experiment import build_model, configure_runtime, make_splits, trai
 from cnnlstm.models import create_model
 from cnnlstm.runs import load_checkpoint, read_history, read_json
 
-from conftest import Stop, stop_after
+from conftest import Stop, record_conv_dtypes, stop_after
 
 pytestmark = [
     pytest.mark.cuda,
@@ -79,15 +79,7 @@ def test_resume_on_the_gpu_restores_the_device_generator(tiny_ds, tmp_path):
 
 def test_bf16_autocast_trains_the_flagship(tiny_ds, tmp_path, monkeypatch):
     cfg = gpu_cfg(model="cnn_lstm", amp="bf16", epochs=2)
-    dtypes = set()
-    real_fit = T.fit
-
-    def fit_with_probe(model, *args, **kwargs):
-        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-        conv.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype) if m.training else None)
-        return real_fit(model, *args, **kwargs)
-
-    monkeypatch.setattr("cnnlstm.experiment.fit", fit_with_probe)
+    dtypes = record_conv_dtypes(monkeypatch)
     train_run(cfg, tmp_path / "run", tiny_ds)
     assert dtypes == {torch.bfloat16}  # the convolutions really ran in bf16
     history = finite_history(tmp_path / "run")
