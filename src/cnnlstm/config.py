@@ -372,3 +372,10 @@ def registry_defaults(model: str) -> dict:
 def config_to_dict(cfg: Any) -> dict:
     """A JSON-ready dict of a config dataclass."""
     return dataclasses.asdict(cfg)
+
+
+def config_differences(a: dict, b: dict, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """The keys two config dicts disagree on, outside ``ignore``: ``["key a_value vs b_value", ...]``
+    in key order (a key one side lacks reads as None there)."""
+    keys = sorted((set(a) | set(b)) - ignore)
+    return [f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from cnnlstm.config import TrainConfig, config_to_dict, resolve_train_config
+from cnnlstm.config import TrainConfig, config_differences, config_to_dict, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.runs import read_history, read_json
@@ -228,10 +228,7 @@ def recipe_changes(job: Job, root: Path) -> list[str]:
     path = job.folder(root) / "config.json"
     if job.kind != "train" or not path.exists():
         return []
-    saved = read_json(path)
-    planned = config_to_dict(job.cfg)
-    keys = sorted((set(saved) | set(planned)) - WHERE_KEYS)
-    return [f"{k} {saved.get(k)!r} vs {planned.get(k)!r}" for k in keys if saved.get(k) != planned.get(k)]
+    return config_differences(read_json(path), config_to_dict(job.cfg), WHERE_KEYS)
 
 
 def check_recipes(jobs: list[Job], root: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlstm.config import config_differences
 from cnnlstm.stats import Comparison, compare
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,7 @@ class SeedRun:
 
 def recipe_differences(a: dict, b: dict) -> list[str]:
     """The training settings (epochs, optimizer, augmentation ...) two configs do not share."""
-    keys = sorted((set(a) | set(b)) - RUNTIME_KEYS)
-    return [f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+    return config_differences(a, b, RUNTIME_KEYS)
 
 
 def _predictions(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
