@@ -14,16 +14,22 @@ OUT ?= runs/reproduce-$(PRESET)
 RUN_PACKAGES := dataset-fashion-mnist
 TEST_PACKAGES := dataset-fashion-mnist chromium postgresql
 
-.PHONY: run test venv system-deps-run system-deps-test bench clean
+.PHONY: run test lint venv venv-test system-deps-run system-deps-test bench clean
 
-$(VENV)/.installed: pyproject.toml
+# `make run` installs what the run needs; `make test` adds the test extras on top.
+$(VENV)/.installed-run: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-run
+venv-test: $(VENV)/.installed-test
 
 # Debian packages: installed only where apt-get exists and we are root; otherwise the tests that
 # need them skip with a reason, and the data is downloaded instead.
@@ -45,8 +51,11 @@ system-deps-test:
 run: venv system-deps-run
 	$(VENV)/bin/cnnlstm reproduce --preset $(PRESET) --out $(OUT)
 
-test: venv system-deps-test
+test: venv-test system-deps-test lint
 	$(PY) -m pytest -q
+
+lint: venv-test
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 bench: venv system-deps-run
 	$(PY) benchmarks/data_load.py
@@ -57,5 +66,5 @@ clean:
 # Fill the git-ignored .device-carry/ (Fashion-MNIST .gz files + wheels a GPU machine without
 # network lacks) for benchmarks/gpu_check.sh; see docs/scaling.md, "Checking a GPU machine".
 .PHONY: gpu-carry
-gpu-carry: venv
+gpu-carry: venv-test
 	PYTHON=$(PY) bash benchmarks/gpu_carry.sh

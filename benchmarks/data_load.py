@@ -12,7 +12,7 @@ import statistics
 import tempfile
 import time
 
-from cnnlstm import data
+from cnnlstm.data import sources as data
 
 
 def timed(fn, repeats: int) -> list[float]:

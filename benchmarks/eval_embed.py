@@ -2,12 +2,12 @@
 
 Times, on the machine it runs on:
 
-- ``evaluate``: :func:`cnnlstm.experiment.evaluate_run` of the flagship ``cnn_lstm`` on the 10,000
+- ``evaluate``: :func:`cnnlstm.study.experiment.evaluate_run` of the flagship ``cnn_lstm`` on the 10,000
   test images (inference, metrics, predictions.npz and the six figures), median of ``--repeats``;
   the pure inference time (``eval_seconds`` in metrics.json) is printed beside it;
-- ``embed``: :func:`cnnlstm.exploration.run_embed` of the flagship's ``forward_features`` of the
+- ``embed``: :func:`cnnlstm.study.exploration.run_embed` of the flagship's ``forward_features`` of the
   10,000 test images (openTSNE, K0 = floor(ln(10,000)^2) = 84, plus the quality metrics);
-- ``explore``: :func:`cnnlstm.exploration.run_explore` with the raw-pixel t-SNE of all 70,000
+- ``explore``: :func:`cnnlstm.study.exploration.run_explore` with the raw-pixel t-SNE of all 70,000
   images (K0 = 124), run once.
 
 The flagship's weights are UNTRAINED (seeded initialisation): the timings do not depend on the
@@ -44,11 +44,11 @@ def timed(fn, repeats: int) -> tuple[list[float], list[float], object]:
 
 def untrained_flagship_run(folder: Path, threads: int) -> None:
     """A run folder holding the flagship's config and its untrained (seeded) weights as best.pt."""
-    from cnnlstm.config import TrainConfig, config_to_dict
-    from cnnlstm.experiment import build_model
-    from cnnlstm.runs import save_checkpoint, write_json
-
     import torch
+
+    from cnnlstm.config import TrainConfig, config_to_dict
+    from cnnlstm.runs import save_checkpoint, write_json
+    from cnnlstm.study.experiment import build_model
 
     cfg = TrainConfig(model="cnn_lstm", device="cpu", threads=threads, seed=0)
     write_json(folder / "config.json", config_to_dict(cfg))
@@ -82,8 +82,8 @@ def main() -> None:
     import torch
 
     from cnnlstm.data import load_dataset
-    from cnnlstm.experiment import evaluate_run
-    from cnnlstm.exploration import run_embed, run_explore
+    from cnnlstm.study.experiment import evaluate_run
+    from cnnlstm.study.exploration import run_embed, run_explore
 
     if args.threads:
         torch.set_num_threads(args.threads)

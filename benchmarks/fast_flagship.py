@@ -5,7 +5,7 @@ runs it) into a scratch folder, then reads ``history.csv`` and ``metrics.json``:
 training seconds (the training loop only, validation excluded), seconds per epoch, and the time to
 the first epoch whose validation accuracy reaches 92%. With ``--control`` it trains the flagship's
 no-LSTM twin (``cnn_twin``) under the same recipe after each flagship seed and prints the
-difference with its 95% interval (``cnnlstm.stats``).
+difference with its 95% interval (``cnnlstm.measure.stats``).
 
 Machines differ, so the same run also times a fixed reference workload: one epoch of 20,000 images
 of Model I through the plain tutorial loop of ``benchmarks/train_loop.py`` (per-sample Dataset +
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from train_loop import tutorial_epoch  # noqa: E402  (the reference workload, shared with train_loop.py)
 
 from cnnlstm.data import load_dataset  # noqa: E402
+from cnnlstm.measure.stats import compare, mean_std  # noqa: E402
 from cnnlstm.models import create_model  # noqa: E402
 from cnnlstm.runs import read_history, read_json  # noqa: E402
-from cnnlstm.stats import compare, mean_std  # noqa: E402
 
 TARGET_ACC, TARGET_S, VAL_MARK = 0.92, 60.0, 0.92
 

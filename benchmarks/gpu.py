@@ -36,11 +36,11 @@ import torch
 
 from cnnlstm.config import resolve_train_config
 from cnnlstm.data import Dataset, load_dataset, to_tensor
-from cnnlstm.evaluate import predict_probs
-from cnnlstm.experiment import train_run
 from cnnlstm.fileio import atomic_write
+from cnnlstm.measure.inference import predict_probs
 from cnnlstm.models import create_model
 from cnnlstm.runs import load_checkpoint
+from cnnlstm.study.experiment import train_run
 
 MODEL = "cnn_lstm"
 THRESHOLDS = (0.92, 0.945)

@@ -11,7 +11,7 @@
 #   env      card, driver, CUDA, cuDNN, torch and package versions
 #   install  the carried wheels (--no-index --no-deps, only those missing) and the project itself
 #            (`pip install --no-deps -e .`, built offline with the carried setuptools)
-#   tests    pytest -m cuda tests/test_gpu.py tests/test_augment.py (JUnit XML in the bundle)
+#   tests    pytest -m cuda tests/test_gpu.py tests/data/test_augment.py (JUnit XML in the bundle)
 #   bench    benchmarks/gpu.py: images/s, training seconds to 92% / 94.5% test and validation accuracy
 #   recipe   `cnnlstm train cnn_lstm --preset gpu` for 3 seeds, each then `cnnlstm evaluate`d
 #   paper    `cnnlstm reproduce --preset paper`, in whatever time is left (resumable: a second
@@ -198,7 +198,7 @@ step_tests() {
     if "$PY" -c "import pytest_timeout" 2>/dev/null; then
         per_test=(--timeout=$(( (deadline - $(now)) / 3 )))
     fi
-    within "$deadline" "$PY" -m pytest -m cuda tests/test_gpu.py tests/test_augment.py -p no:cacheprovider \
+    within "$deadline" "$PY" -m pytest -m cuda tests/test_gpu.py tests/data/test_augment.py -p no:cacheprovider \
         -rA --junitxml="$WORK/junit-cuda.xml" "${per_test[@]}"
 }
 

@@ -186,7 +186,7 @@ def render(data: dict, budget: int, dry: bool) -> str:
     lines += [f"| {s['step']} | {s['status']} | {s['rc']} | {s['seconds']} | {s['limit_s']} |" for s in data["steps"]]
     lines += [""]
 
-    lines += ["## Tests (`pytest -m cuda tests/test_gpu.py tests/test_augment.py`)", ""]
+    lines += ["## Tests (`pytest -m cuda tests/test_gpu.py tests/data/test_augment.py`)", ""]
     t = data["tests"]
     if t:
         lines += [f"{t['tests']} collected: **{t['passed']} passed, {t['failed']} failed, {t['errors']} errors, "
@@ -230,7 +230,7 @@ def render(data: dict, budget: int, dry: bool) -> str:
                       f"{s['epochs_planned'] or '-'} | {s['best_epoch'] or '-'} | {sec(s['train_seconds'])} | {ips} | "
                       f"{sec(s['val_0.92'])} | {sec(s['val_0.945'])} | {sec(s['train_wall_s'])} | "
                       f"{sec(s['eval_wall_s'])} | {s['train_rc']}/{s['eval_rc']} | {s['flags'] or '-'} |"]
-        (acc, acc_sd), (tm, tm_sd) = rec["test_acc"], rec["train_seconds"]
+        (acc, acc_sd), (tm, _) = rec["test_acc"], rec["train_seconds"]
         n = sum(s["test_acc"] is not None for s in rec["seeds"])
         if acc is not None:
             sd = f" ± {100 * acc_sd:.2f}" if acc_sd is not None else ""

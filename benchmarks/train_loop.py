@@ -2,7 +2,7 @@
 
 The tutorial loop is the one most course material uses: a per-sample ``Dataset`` that converts
 one uint8 image at a time, ``DataLoader(batch_size=64, shuffle=True)``, Adam. cnnlstm's loop slices
-batches out of one normalised tensor (``cnnlstm.train.train_steps``). Both train the same model
+batches out of one normalised tensor (``cnnlstm.training.loop.train_steps``). Both train the same model
 with the same optimizer on the same machine, interleaved A B A B so drift hits both alike; the
 ratio of medians is the figure (target >= 3x for model1).
 
@@ -24,7 +24,8 @@ import torch
 from cnnlstm.config import TrainConfig
 from cnnlstm.data import PIXEL_MEAN, PIXEL_STD, load_dataset, to_tensor
 from cnnlstm.models import create_model
-from cnnlstm.train import TrainState, build_loss, build_optimizer, build_scheduler, epoch_permutation, train_steps
+from cnnlstm.training.loop import TrainState, build_loss, epoch_permutation, train_steps
+from cnnlstm.training.optim import build_optimizer, build_scheduler
 
 
 class TutorialDataset(torch.utils.data.Dataset):

@@ -143,7 +143,7 @@ def record_conv_dtypes(monkeypatch) -> set:
     """
     import torch
 
-    from cnnlstm import experiment
+    from cnnlstm.study import experiment
 
     dtypes: set = set()
     real_fit = experiment.fit
@@ -155,3 +155,47 @@ def record_conv_dtypes(monkeypatch) -> set:
 
     monkeypatch.setattr(experiment, "fit", fit_with_probe)
     return dtypes
+
+
+def tiny_cfg(**kw):
+    """A small validated TrainConfig (model1, 3 epochs of batch 32, cosine) for loop and optimizer tests."""
+    from cnnlstm.config import TrainConfig
+
+    base = dict(model="model1", epochs=3, batch_size=32, val_size=40, lr=3e-3, optimizer="adam",
+                schedule="cosine", device="cpu", verify=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base).validate()
+
+
+# the reliability tests' run folders (tests/reliability/)
+@pytest.fixture
+def half_run(tiny_data_dir, tmp_path) -> Path:
+    """A run folder of 2 epochs that stopped after epoch 1 (so ``--resume`` has work to do)."""
+    from cnnlstm.config import resolve_train_config
+    from cnnlstm.data import load_dataset
+    from cnnlstm.study.experiment import train_run
+
+    cfg = resolve_train_config("model1", overrides=dict(
+        data_dir=str(tiny_data_dir), verify=False, device="cpu", threads=1, epochs=2, batch_size=16,
+        val_size=40))
+    run = tmp_path / "half"
+    with pytest.raises(Stop):
+        train_run(cfg, run, load_dataset(tiny_data_dir, verify=False), evaluate=False, on_epoch=stop_after(1))
+    return run
+
+
+@pytest.fixture
+def done_run(tiny_data_dir, tmp_path) -> Path:
+    """A finished 1-epoch run evaluated without figures: ``--resume`` only re-evaluates it."""
+    from cnnlstm.config import resolve_train_config
+    from cnnlstm.data import load_dataset
+    from cnnlstm.study.experiment import evaluate_run, train_run
+
+    cfg = resolve_train_config("model1", overrides=dict(
+        data_dir=str(tiny_data_dir), verify=False, device="cpu", threads=1, epochs=1, batch_size=16,
+        val_size=40))
+    run = tmp_path / "done"
+    ds = load_dataset(tiny_data_dir, verify=False)
+    train_run(cfg, run, ds, evaluate=False)
+    evaluate_run(run, ds, figures=False)
+    return run

@@ -21,21 +21,45 @@ TINY = dict(epochs=2, batch_size=32, val_size=40, threads=1, seed=1, device="cpu
 
 def test_import_cnnlstm_is_cheap_and_lists_its_surface():
     code = ("import json, sys, cnnlstm; print(json.dumps({'heavy': [m for m in ('torch', 'numpy', 'cnnlstm.api', "
-            "'cnnlstm.train') if m in sys.modules], 'dir': dir(cnnlstm)}))")
+            "'cnnlstm.training.loop') if m in sys.modules], 'dir': dir(cnnlstm)}))")
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert out["heavy"] == []
     assert {"load_dataset", "create_model", "list_models", "train", "load_run", "evaluate", "embed",
             "report"} <= set(out["dir"])
 
 
-def test_step_names_are_both_the_function_and_the_module():
-    """``cnnlstm.train`` is callable (the API) and still the training module (``fit``, ``build_loss``)."""
-    from cnnlstm import train as train_module
+def test_step_names_are_the_api_functions_even_after_their_machinery_is_imported():
+    """``cnnlstm.train`` & co. are plain functions of :mod:`cnnlstm.api`; importing the layers' modules
+    (``cnnlstm.training.loop``, ``cnnlstm.reporting``) never rebinds them."""
+    import types
 
-    assert callable(cnnlstm.train) and train_module is cnnlstm.train and hasattr(train_module, "fit")
-    assert callable(cnnlstm.report) and hasattr(cnnlstm.report, "build_report")
-    assert callable(cnnlstm.evaluate) and hasattr(cnnlstm.evaluate, "compute_metrics")
-    assert callable(cnnlstm.embed) and hasattr(cnnlstm.embed, "tsne_embed")
+    import cnnlstm.measure.embed
+    import cnnlstm.reporting
+    import cnnlstm.training.loop  # noqa: F401
+    from cnnlstm import api
+
+    for name in ("train", "evaluate", "embed", "report", "load_run"):
+        value = getattr(cnnlstm, name)
+        assert isinstance(value, types.FunctionType) and value is getattr(api, name), name
+
+
+def test_api_checks_arguments_with_the_commands_one_line_errors(tmp_path, tiny_data_dir, capsys):
+    """``cnnlstm.embed(run, samples=-1)`` raises the UserError the command prints as its one line."""
+    from cnnlstm.cli import main
+
+    tiny_run_dir = cnnlstm.train("model1", out=tmp_path / "run", data_dir=str(tiny_data_dir), verify=False,
+                                 evaluate=False, **dict(TINY, epochs=1))
+    capsys.readouterr()
+
+    with pytest.raises(ConfigError) as api_error:
+        cnnlstm.embed(tiny_run_dir, samples=-1)
+    assert main(["embed", str(tiny_run_dir), "--samples", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"cnnlstm embed: error: {api_error.value}" and "\n" not in err
+    with pytest.raises(ConfigError, match="per_class must be >= 1"):
+        cnnlstm.api.explain(tiny_run_dir, per_class=0)
+    with pytest.raises(ConfigError, match="device must be"):
+        cnnlstm.evaluate(tiny_run_dir, device="gpu")
 
 
 def test_train_load_evaluate_embed_report_round_trip(tiny_data_dir, tmp_path):
@@ -91,3 +115,13 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 4  # the curves (matplotlib and the run's figure), the confusion matrix, the t-SNE
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "embed.json").is_file()
+
+
+@pytest.mark.parametrize("old, new, name", [("cnnlstm.images", "cnnlstm.deploy.images", "load_image"),
+                                             ("cnnlstm.export", "cnnlstm.deploy.export", "ProbabilityModel")])
+def test_old_import_paths_the_docs_named_warn_and_forward(old, new, name):
+    import importlib
+
+    with pytest.warns(DeprecationWarning, match=new):
+        value = getattr(importlib.import_module(old), name)
+    assert value is getattr(importlib.import_module(new), name)

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_dataset
-
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
 from cnnlstm.data import load_dataset
-from cnnlstm.experiment import train_run
+from cnnlstm.errors import RunError
+from cnnlstm.study.experiment import train_run
+
+from conftest import write_dataset
 
 ISSUE_KEYS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro",
               "f1_micro", "roc_auc_macro", "per_class", "confusion_matrix", "worst_class", "top_confusions",
@@ -123,7 +124,7 @@ def _bad_json(run):
 
 @pytest.mark.parametrize("damage, message", [
     (_interrupted, "best.pt is missing"),
-    (_mismatched, "does not match its config.json"),
+    (_mismatched, "do not fit model2 as configured in config.json"),
     (_damaged, "damaged or not a checkpoint"),
     (_bad_json, "not JSON"),
 ])
@@ -151,7 +152,7 @@ def test_evaluate_vanished_data_dir_and_bad_device(run_copy, tmp_path, capsys):
     rc, _, err = cli(capsys, "-q", "evaluate", run)
     assert "config.json" in assert_one_line_error(rc, err, "evaluate")
     rc, _, err = cli(capsys, "-q", "evaluate", run, "--device", "gpu0")
-    assert "--device" in assert_one_line_error(rc, err, "evaluate")
+    assert "device must be auto, cpu, cuda or cuda:N" in assert_one_line_error(rc, err, "evaluate")
 
 
 # ----------------------------------------------------------------------------- explore
@@ -198,7 +199,7 @@ def test_explore_without_tsne(study, tmp_path, capsys):
     assert not (tmp_path / "a" / "figures" / "tsne_raw.png").exists()
     rc, _, err = cli(capsys, "-q", "explore", "--out", tmp_path / "b", "--tsne-samples", 3,
                      "--data-dir", study["data_dir"], "--no-verify")
-    assert "--tsne-samples" in assert_one_line_error(rc, err, "explore")
+    assert "tsne_samples must be 0 (skip) or >= 5" in assert_one_line_error(rc, err, "explore")
 
 
 # ----------------------------------------------------------------------------- embed
@@ -375,7 +376,7 @@ def test_report_rejects_folders_that_are_not_runs(tmp_path, capsys):
 
 
 def test_building_blocks_escape_and_write_both_files(run_copy, tmp_path):
-    from cnnlstm import report
+    from cnnlstm import reporting as report
 
     html = report.html_table([{"a": "<script>x</script>", "b": 1.5}, {"a": "|", "b": None}], ["a", ("b", "B")])
     assert "<script>" not in html and "&lt;script&gt;" in html and "\u2014" in html
@@ -391,5 +392,5 @@ def test_building_blocks_escape_and_write_both_files(run_copy, tmp_path):
     assert base64.b64encode(fig.read_bytes()).decode() in text
     assert md_path == tmp_path / "out" / "r.md"
     assert "![curves](../" in md_path.read_text()
-    with pytest.raises(report.RunError):
+    with pytest.raises(RunError):
         report.figure_html(tmp_path / "nope.png")

@@ -8,9 +8,10 @@ import platform
 import pytest
 import torch
 
-from cnnlstm import device, experiment
+from cnnlstm import device
 from cnnlstm.config import TrainConfig, resolve_train_config
-from cnnlstm.experiment import train_run
+from cnnlstm.study import experiment
+from cnnlstm.study.experiment import train_run
 
 from conftest import record_conv_dtypes
 

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cnnlstm import data
+from cnnlstm.data import idx
+from cnnlstm.deploy.images import load_image, load_image_bytes
 from cnnlstm.errors import DatasetError, ImageError
-from cnnlstm.images import load_image, load_image_bytes
 
 from conftest import idx_bytes
 
@@ -164,7 +164,7 @@ IDX_SEEDS = _idx_seeds()
 
 def _check_idx_outcome(payload: bytes) -> None:
     try:
-        arr = data.parse_idx(payload, name="fuzz")
+        arr = idx.parse_idx(payload, name="fuzz")
     except DatasetError:
         return
     assert isinstance(arr, np.ndarray) and arr.ndim == payload[3]
@@ -187,7 +187,7 @@ def test_parse_idx_overflowing_dims_are_a_dataset_error():
     """Found by fuzzing: an int64 product of 4 dims of 65536 wrapped to 0 and 'matched' the file."""
     payload = bytes([0, 0, 8, 4]) + struct.pack(">4I", 65536, 65536, 65536, 65536)
     with pytest.raises(DatasetError):
-        data.parse_idx(payload, name="overflow")
+        idx.parse_idx(payload, name="overflow")
 
 
 @FUZZ
@@ -198,7 +198,7 @@ def test_read_file_bytes_on_mutated_gzip(item, suffix):
         path = Path(tmp) / f"t10k-images-idx3-ubyte{suffix}"
         path.write_bytes(item[1])
         try:
-            raw = data.read_file_bytes(path)
+            raw = idx.read_file_bytes(path)
         except DatasetError:
             return
         assert isinstance(raw, bytes)

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from cnnlstm import train as T
 from cnnlstm.config import TrainConfig
-from cnnlstm.experiment import build_model, configure_runtime, make_splits, train_run
 from cnnlstm.models import create_model
 from cnnlstm.runs import load_checkpoint, read_history, read_json
+from cnnlstm.study.experiment import build_model, configure_runtime, make_splits, train_run
+from cnnlstm.training import loop as T
 
 from conftest import Stop, record_conv_dtypes, stop_after
 
@@ -135,7 +135,7 @@ def test_lstm_runs_on_cudnn(tiny_ds):
 def test_attributions_run_through_cudnns_lstm_and_match_the_cpu():
     """captum's Grad-CAM and integrated gradients need a backward pass through an eval-mode LSTM,
     which cuDNN refuses; explain turns cuDNN off around them. The maps must equal the CPU's."""
-    from cnnlstm import explain
+    from cnnlstm.measure import explain
 
     torch.manual_seed(0)
     model = create_model("cnn_lstm", num_classes=10, image_size=28).eval()

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlstm import experiment as E
-from cnnlstm import train as T
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
-from cnnlstm.experiment import make_splits, train_run
-from cnnlstm.reproduce import Job, best_run_by_validation
 from cnnlstm.runs import load_checkpoint, read_history, read_json, write_history, write_json
+from cnnlstm.study import experiment as E
+from cnnlstm.study.experiment import make_splits, train_run
+from cnnlstm.study.reproduce import Job, best_run_by_validation
+from cnnlstm.training import loop as T
 
 
 def tiny_cfg(**kw) -> TrainConfig:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import synthetic_arrays, write_dataset
-
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
 from cnnlstm.data import load_dataset
-from cnnlstm.experiment import train_run
+from cnnlstm.study.experiment import train_run
+
+from conftest import synthetic_arrays, write_dataset
 
 TRUST_KEYS = {"ece", "mce", "brier", "nll", "temperature", "ece_temperature", "mce_temperature",
               "brier_temperature", "nll_temperature", "accuracy_dedup", "n_test_dedup", "n_test_overlap"}
@@ -119,7 +119,7 @@ def test_robustness_against_a_baseline(copy_run, capsys):
 
 def test_compare_with_itself_is_one_and_refuses_other_images():
     from cnnlstm.errors import RunError
-    from cnnlstm.robustness import compare
+    from cnnlstm.measure.robustness import compare
 
     rec = {"run": "a", "model": "m", "n_images": 10, "seed": 0, "indices": None, "clean_accuracy": 0.9,
            "accuracy": {"rotate": {"1": 0.8, "2": 0.6}, "inverse": {"n/a": 0.3}}}
@@ -137,7 +137,7 @@ def test_compare_with_itself_is_one_and_refuses_other_images():
     (("--severity", "x"), "--severity takes integers"),
     (("--severity", "3-1"), "is empty"),
     (("--corruptions", "fog"), "unknown corruption 'fog'"),
-    (("--samples", "0"), "--samples must be >= 1"),
+    (("--samples", "0"), "samples must be >= 1, got 0"),
 ])
 def test_robustness_user_errors_are_one_line(runs, capsys, extra, message):
     rc, _, err = cli(capsys, "robustness", runs["model1"], *extra)
@@ -188,7 +188,7 @@ def test_explain_a_cnn_says_there_are_no_steps(copy_run, capsys):
 
 def test_explain_per_class_zero_is_a_one_line_error(runs, capsys):
     rc, _, err = cli(capsys, "explain", runs["model1"], "--per-class", "0")
-    assert "--per-class must be >= 1" in one_line_error(rc, err, "explain")
+    assert "per_class must be >= 1, got 0" in one_line_error(rc, err, "explain")
 
 
 def test_help_has_examples(capsys):
@@ -232,8 +232,8 @@ def test_the_run_report_shows_calibration_robustness_and_explanations(copy_run, 
 
 
 def test_robustness_section_compares_runs():
-    from cnnlstm.report.page import Table
-    from cnnlstm.report.trust import robustness_section
+    from cnnlstm.reporting.page import Table
+    from cnnlstm.reporting.trust import robustness_section
 
     base = {"n_images": 10, "clean_accuracy": 0.9, "mean_corrupted_accuracy": 0.6,
             "mean_accuracy": {"rotate": 0.5, "inverse": 0.7}, "accuracy": {"rotate": {}, "inverse": {}}}

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from cnnlstm.config import TrainConfig
     from cnnlstm.data import Dataset
 
-__all__ = ["Run", "default_report_path", "embed", "evaluate", "load_run", "report", "train"]
+__all__ = ["Run", "default_report_path", "embed", "evaluate", "explain", "explore", "load_run", "report",
+           "reproduce", "robustness", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,29 @@ class Run:
         return self.path / "figures" / (name if name.endswith(".png") else f"{name}.png")
 
 
-def _run_dataset(cfg: TrainConfig, data: Dataset | None) -> Dataset:
-    """``data`` as given, else the dataset the config names (found or downloaded as the CLI does)."""
+def _run_dataset(cfg: TrainConfig, data) -> Dataset:
+    """The dataset of a run: ``data`` as given, ``data(cfg)`` when it is a callable (the CLI's
+    flags over the run's saved data settings), else the dataset the config names."""
+    if callable(data):
+        return data(cfg)
     if data is not None:
         return data
     from cnnlstm.data import load_dataset
 
     return load_dataset(cfg.data_dir, download=cfg.download, verify=cfg.verify)
+
+
+def _finished_run(run_dir: str | Path, which: str = "best", device: str | None = None) -> tuple[Path, TrainConfig]:
+    """A run folder's config, after the checks that need no data: the device name, the weights."""
+    from cnnlstm.device import check_device_name
+    from cnnlstm.runs import load_run_config, weights_path
+
+    if device is not None:
+        check_device_name(device)
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    weights_path(run_dir, which)  # a missing checkpoint fails before the data is loaded
+    return run_dir, cfg
 
 
 def train(config: TrainConfig | str | None = None, *, out: str | Path | None = None, preset: str | None = None,
@@ -103,8 +120,8 @@ def train(config: TrainConfig | str | None = None, *, out: str | Path | None = N
         A bad config key or value, a model argument the model does not take, an unusable folder.
     """
     from cnnlstm.config import TrainConfig, config_to_dict, deep_merge, resolve_train_config
-    from cnnlstm.experiment import train_run
     from cnnlstm.runs import default_run_dir
+    from cnnlstm.study.experiment import train_run
 
     if isinstance(config, TrainConfig):  # the config's values under the overrides, checked like a file
         cfg = resolve_train_config(overrides=deep_merge(config_to_dict(config), overrides))
@@ -141,7 +158,7 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu") -
 
 
 def evaluate(run_dir: str | Path, *, which: str = "best", tta: bool = False, device: str | None = None,
-             data: Dataset | None = None, figures: bool = True) -> dict:
+             data=None, figures: bool = True) -> dict:
     """Evaluate a run's weights on the test set into its folder, as ``cnnlstm evaluate`` does.
 
     Parameters
@@ -152,8 +169,9 @@ def evaluate(run_dir: str | Path, *, which: str = "best", tta: bool = False, dev
         Average the softmax over the flips the run trained with.
     device : str, optional
         Default: the run's own ``device`` setting.
-    data : Dataset, optional
-        Default: the dataset the run was trained on, found as the CLI finds it.
+    data : Dataset or callable, optional
+        Default: the dataset the run was trained on, found as the CLI finds it; a callable gets
+        the run's config and returns the dataset.
     figures : bool, default True
         Also (re)draw ``figures/`` (confusion matrices, ROC curves, curves, misclassified images).
 
@@ -162,44 +180,134 @@ def evaluate(run_dir: str | Path, *, which: str = "best", tta: bool = False, dev
     dict
         The ``metrics.json`` content.
     """
-    from cnnlstm.device import check_device_name
-    from cnnlstm.experiment import evaluate_run
-    from cnnlstm.runs import load_run_config, run_lock, weights_path
+    from cnnlstm.study.experiment import evaluate_run, tta_views_for
 
-    run_dir = Path(run_dir)
-    if device is not None:
-        check_device_name(device)
-    cfg = load_run_config(run_dir)
-    weights_path(run_dir, which)  # a missing checkpoint fails before the data is loaded
-    ds = _run_dataset(cfg, data)
-    with run_lock(run_dir):
-        return evaluate_run(run_dir, ds, which=which, tta=tta, device=device, figures=figures)
+    if which not in ("best", "last"):
+        from cnnlstm.errors import ConfigError
+
+        raise ConfigError(f"which must be 'best' or 'last', got {which!r}")
+    run_dir, cfg = _finished_run(run_dir, which, device)
+    if tta and tta_views_for(cfg) is None:
+        log.warning("tta has no effect: %s trained without flips", run_dir)
+    return evaluate_run(run_dir, _run_dataset(cfg, data), which=which, tta=tta, device=device, figures=figures)
 
 
 def embed(run_dir: str | Path, *, samples: int | None = None, perplexity: float = 30.0, k0: int | None = None,
-          seed: int = 0, device: str | None = None, n_jobs: int = -1, data: Dataset | None = None) -> dict:
+          seed: int = 0, device: str | None = None, n_jobs: int = -1, data=None) -> dict:
     """t-SNE of a run's learned features on the test set, as ``cnnlstm embed`` does.
 
     Writes ``embedding.npy``, ``embed.json`` and ``figures/tsne.png`` into the run folder; see
-    :func:`cnnlstm.exploration.run_embed` for the parameters (PCA initialisation, K0 =
+    :func:`cnnlstm.study.exploration.run_embed` for the parameters (PCA initialisation, K0 =
     floor((ln n)^2) unless ``k0`` is given).
 
     Returns
     -------
     dict
         The ``embed.json`` record (settings, seconds, embedding-quality metrics).
-    """
-    from cnnlstm.device import check_device_name
-    from cnnlstm.exploration import run_embed
-    from cnnlstm.runs import load_run_config, weights_path
 
-    run_dir = Path(run_dir)
-    if device is not None:
-        check_device_name(device)
-    cfg = load_run_config(run_dir)
-    weights_path(run_dir, "best")
+    Raises
+    ------
+    cnnlstm.errors.ConfigError
+        Settings t-SNE cannot use (``samples`` < 5, ``perplexity`` <= 0, ``n_jobs`` 0), before
+        any data is loaded: the same one-line errors as the command's.
+    """
+    from cnnlstm.study.exploration import check_tsne_settings, run_embed
+
+    check_tsne_settings(samples=samples, perplexity=perplexity, n_jobs=n_jobs, k0=k0)
+    run_dir, cfg = _finished_run(run_dir, "best", device)
     return run_embed(run_dir, _run_dataset(cfg, data), samples=samples, perplexity=perplexity, k0=k0, seed=seed,
                      device=device, n_jobs=n_jobs)
+
+
+def explore(out: str | Path = "runs/explore", *, data: Dataset | None = None, tsne_samples: int | None = None,
+            seed: int = 0, n_jobs: int = -1, k0: int | None = None, perplexity: float = 30.0) -> dict:
+    """The plan's data exploration into ``out``, as ``cnnlstm explore`` does.
+
+    Returns the ``stats.json`` content (see :func:`cnnlstm.study.exploration.run_explore`):
+    statistics, the duplicate audit and, unless ``tsne_samples=0``, the raw-pixel t-SNE record.
+    """
+    from cnnlstm.study.exploration import check_tsne_settings, run_explore
+
+    check_tsne_settings(samples=tsne_samples, perplexity=perplexity, n_jobs=n_jobs, k0=k0, zero_skips=True,
+                        what="tsne_samples")
+    if data is None:
+        from cnnlstm.data import load_dataset
+
+        data = load_dataset()
+    return run_explore(data, Path(out), tsne_samples=tsne_samples, seed=seed, n_jobs=n_jobs, k0=k0,
+                       perplexity=perplexity)
+
+
+def robustness(run_dir: str | Path, *, baseline: str | Path | None = None, severities=None,
+               corruptions=None, samples: int | None = None, seed: int = 0, device: str | None = None,
+               data=None, progress=None, baseline_progress=None) -> dict:
+    """A run on the Fashion-MNIST-C corruptions into ``robustness.json``, as ``cnnlstm robustness`` does.
+
+    Parameters
+    ----------
+    run_dir : path
+    baseline : path, optional
+        Another finished run: its ``robustness.json`` is reused when it covers the same images
+        and cells, else computed; the record then holds the CE and mCE against it.
+    severities : sequence of int, optional
+        Default 1..5.
+    corruptions : sequence of str, optional
+        Default all 15.
+    samples : int, optional
+        A seeded sample of the test images (default all).
+    seed : int, default 0
+    device : str, optional
+    data : Dataset or callable, optional
+    progress, baseline_progress : callable, optional
+        ``progress(done, total, label)`` for the run and for the baseline.
+
+    Returns
+    -------
+    dict
+        The ``robustness.json`` record (:func:`cnnlstm.study.robustness.run_robustness`).
+    """
+    from cnnlstm.data import corruptions as corr
+    from cnnlstm.errors import ConfigError
+    from cnnlstm.measure.robustness import covers
+    from cnnlstm.study.robustness import load_robustness, run_robustness
+
+    severities = corr.check_severities(corr.SEVERITIES if severities is None else severities)
+    names = corr.check_corruptions(corruptions or corr.list_corruptions())
+    if samples is not None and samples < 1:
+        raise ConfigError(f"samples must be >= 1, got {samples}")
+    run_dir, cfg = _finished_run(run_dir, "best", device)
+    base_dir = None
+    if baseline is not None:
+        base_dir, _ = _finished_run(baseline, "best", None)
+    ds = _run_dataset(cfg, data)
+    settings = dict(severities=severities, corruptions=names, samples=samples, seed=seed)
+    base_record = None
+    if base_dir is not None:
+        if (base_dir / "robustness.json").exists() and covers(load_robustness(base_dir), **settings):
+            base_record = load_robustness(base_dir)
+            log.info("baseline: %s/robustness.json covers these images and corruptions", base_dir)
+        else:
+            base_record = run_robustness(base_dir, ds, device=device, progress=baseline_progress, **settings)
+    return run_robustness(run_dir, ds, baseline=base_record, device=device, progress=progress, **settings)
+
+
+def explain(run_dir: str | Path, *, per_class: int = 3, mistakes: int = 8, seed: int = 0,
+            device: str | None = None, data=None) -> dict:
+    """Where a run's model looks, into ``explain.json`` and two figures, as ``cnnlstm explain`` does.
+
+    Returns the ``explain.json`` record (:func:`cnnlstm.study.explain.run_explain`).
+    """
+    from cnnlstm.errors import ConfigError
+    from cnnlstm.runs import read_json
+    from cnnlstm.study.explain import run_explain
+
+    if per_class < 1:
+        raise ConfigError(f"per_class must be >= 1, got {per_class}")
+    if mistakes < 0:
+        raise ConfigError(f"mistakes must be >= 0, got {mistakes}")
+    run_dir, cfg = _finished_run(run_dir, "best", device)
+    run_explain(run_dir, _run_dataset(cfg, data), per_class=per_class, mistakes=mistakes, seed=seed, device=device)
+    return read_json(run_dir / "explain.json")
 
 
 def default_report_path(inputs: list[str | Path]) -> Path:
@@ -207,6 +315,16 @@ def default_report_path(inputs: list[str | Path]) -> Path:
     if len(inputs) == 1:
         return Path(inputs[0]) / "report.html"
     return Path("runs") / "report.html"
+
+
+def build_report(folders, *, out: str | Path | None = None, title: str | None = None,
+                 explore=()) -> dict:
+    """:func:`report`'s work, returning what was written: ``html``, ``md``, ``runs``, ``experiments``, ``sections``."""
+    from cnnlstm.reporting import build_report as build
+
+    folders = list(folders)
+    return build(folders, Path(out) if out is not None else default_report_path(folders), title=title,
+                 explore_dirs=explore)
 
 
 def report(*folders: str | Path, out: str | Path | None = None, title: str | None = None,
@@ -221,8 +339,111 @@ def report(*folders: str | Path, out: str | Path | None = None, title: str | Non
     Path
         The HTML file (the ``.md`` twin is beside it).
     """
-    from cnnlstm.report import build_report
+    return build_report(folders, out=out, title=title, explore=explore)["html"]
 
-    result = build_report(list(folders), Path(out) if out is not None else default_report_path(list(folders)),
-                          title=title, explore_dirs=explore)
-    return result["html"]
+
+def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: int | None = None,
+              models: tuple[str, ...] | list[str] | None = None, ablations: tuple[str, ...] | list[str] | None = None,
+              tsne_samples: int | None = None, data: Dataset | None = None, settings: dict | None = None,
+              workers: int | None = None, dask: str | None = None, dask_tls: str | Path | None = None,
+              gpu_per_job: float | None = None, events=None) -> dict:
+    """The whole study into one folder, resumably, and its report, as ``cnnlstm reproduce`` does.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper", "best"}
+    out : path, optional
+        The study folder (default ``runs/reproduce-<preset>``); the same folder again resumes it.
+    seeds : int, optional
+        Seeds of every model trained (default: the preset's).
+    models, ablations : sequence of str, optional
+        Only these models / flagship ablations (``()`` for no ablations).
+    tsne_samples : int, optional
+        Images in the raw-pixel t-SNE (0 skips it).
+    data : Dataset, optional
+        Default: found as the CLI finds it (``settings``' ``data_dir``, ``download``, ``verify``).
+    settings : dict, optional
+        Config keys for every run, where it trains rather than what it learns (``device``,
+        ``threads``, ``data_dir`` ...) plus ``limit_train`` for smoke studies.
+    workers : int, optional
+        Run the jobs on a Dask ``LocalCluster`` of this many worker processes on 127.0.0.1.
+    dask : str, optional
+        Run them on the Dask scheduler at this address (``tcp://host:8786``, ``tls://...``).
+    dask_tls : path, optional
+        A folder with ``ca.pem``, ``cert.pem`` and ``key.pem`` for a ``tls://`` scheduler.
+    gpu_per_job : float, optional
+        The share of a worker's ``GPU`` resource each job asks for (packs jobs onto one card).
+    events : cnnlstm.study.executor.JobEvents, optional
+        Progress callbacks.
+
+    Returns
+    -------
+    dict
+        :func:`cnnlstm.study.reproduce.run_study`'s summary plus ``report`` (the HTML path) and
+        ``out``; ``failed`` names every job that failed, with its error.
+    """
+    from dataclasses import replace
+
+    from cnnlstm.errors import ConfigError
+    from cnnlstm.models import get_model_entry
+    from cnnlstm.study.reproduce import ABLATIONS, plan_jobs, run_study, study_preset
+    from cnnlstm.study.study_report import write_study_report
+
+    study = study_preset(preset)
+    if tsne_samples is not None:
+        if tsne_samples < 0:
+            raise ConfigError(f"tsne_samples must be >= 0, got {tsne_samples}")
+        study = replace(study, tsne_samples=tsne_samples)
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    if workers is not None and dask is not None:
+        raise ConfigError("choose one of workers (a local Dask cluster) and dask (an existing one)")
+    if gpu_per_job is not None and not 0 < gpu_per_job <= 1:
+        raise ConfigError(f"gpu_per_job must be in (0, 1], got {gpu_per_job}")
+    for m in models or ():
+        get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
+    unknown = set(ablations or ()) - set(ABLATIONS)
+    if unknown:
+        raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
+    common = dict(settings or {})
+    if common.get("device") is not None:
+        from cnnlstm.device import check_device_name
+
+        check_device_name(common["device"])
+    if workers is not None and not common.get("threads"):
+        import os
+
+        # Each local worker process gets an equal share of the cores (a runtime key: resuming the
+        # study serially, or on another machine, may change it).
+        common["threads"] = max(1, (os.cpu_count() or 1) // max(1, workers))
+    root = Path(out) if out is not None else Path(f"runs/reproduce-{study.name}")
+    jobs = plan_jobs(study, seeds=seeds, common=common, models=tuple(models) if models is not None else None,
+                     ablations=tuple(ablations) if ablations is not None else None)
+    if data is None:
+        from cnnlstm.data import load_dataset
+
+        data = load_dataset(common.get("data_dir"), download=common.get("download", True),
+                            verify=common.get("verify", True))
+    executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
+    try:
+        summary = run_study(root, data, study, jobs=jobs, events=events, executor=executor)
+    finally:
+        executor.close()
+    summary.update(report=write_study_report(root, summary["jobs"], study, data, failed=summary["failed"]),
+                   out=root)
+    return summary
+
+
+def _study_executor(workers, dask, dask_tls, gpu_per_job):
+    """The executor the arguments ask for: serial by default, else a local or remote Dask cluster."""
+    from cnnlstm.study.executor import DaskExecutor, SerialExecutor
+
+    if dask_tls is not None and dask is None:
+        from cnnlstm.errors import ConfigError
+
+        raise ConfigError("dask_tls goes with dask (a tls:// scheduler address)")
+    if workers is not None:
+        return DaskExecutor.local(workers, gpu_per_job=gpu_per_job)
+    if dask is not None:
+        return DaskExecutor.connect(dask, tls=dask_tls, gpu_per_job=gpu_per_job)
+    return SerialExecutor()

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from cnnlstm.device import check_device_name
 from cnnlstm.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -29,9 +30,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "nadam", "rmsprop")
-LOSSES = ("cross_entropy", "nll", "svm")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+# The one home of each set of names: the dataclass's types below, and whoever needs the list
+# (the loss factory, the help texts) reads it with ``typing.get_args``.
+OptimizerName = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
+LossName = Literal["cross_entropy", "nll", "svm"]  # nll = the plan's "maximum likelihood"
+ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
+
+#: Config keys that say where and how fast a run trains, not what it learns. Runs that differ only
+#: in these (and the seed) are repeats of one experiment; a matched comparison and a resumed study
+#: accept them differing. ``amp`` is not among them: bf16 and fp32 runs are different recipes.
+RUNTIME_KEYS = frozenset({"data_dir", "download", "verify", "device", "threads", "compile", "channels_last",
+                          "eval_batch_size", "tensorboard"})
 
 
 @dataclass
@@ -50,16 +59,16 @@ class TrainConfig:
     # -- optimisation
     epochs: int = 10
     batch_size: int = 128  # images per step (global batch under data-parallel training)
-    optimizer: Literal["sgd", "adam", "adamw", "nadam", "rmsprop"] = "adamw"
+    optimizer: OptimizerName = "adamw"
     lr: float = 2e-3  # peak learning rate
     weight_decay: float = 5e-4
     momentum: float = 0.9  # sgd and rmsprop
     nesterov: bool = False  # sgd
-    loss: Literal["cross_entropy", "nll", "svm"] = "cross_entropy"  # nll = the plan's "maximum likelihood"
+    loss: LossName = "cross_entropy"  # nll = the plan's "maximum likelihood"
     label_smoothing: float = 0.0  # cross-entropy only
     svm_c: float = 1.0  # weight of the squared-hinge term of the L2-SVM loss
     svm_penalty: float = 1.0  # weight of mean(W^2) of the SVM head in the L2-SVM loss
-    schedule: Literal["constant", "step", "cosine", "onecycle"] = "onecycle"
+    schedule: ScheduleName = "onecycle"
     warmup_epochs: float = 0.0  # linear warm-up before constant/step/cosine (one-cycle has its own)
     step_epochs: int = 5  # step schedule: multiply the LR by `gamma` every this many epochs
     gamma: float = 0.1
@@ -104,8 +113,7 @@ class TrainConfig:
         for name in ("flip_h", "flip_v", "erase", "label_smoothing", "gamma"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device_name(self.device)
         return self
 
 

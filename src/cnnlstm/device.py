@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def check_device_name(name: str) -> str:
     """``name`` when it is auto, cpu, cuda or cuda:N; otherwise a one-line ConfigError."""
     if not DEVICE_NAME.fullmatch(name):
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     return name
 
 

@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 
-from cnnlstm import __version__
+from cnnlstm._version import __version__
 from cnnlstm.errors import UserError
 
 # Order is the order of `cnnlstm --help`.
@@ -21,7 +21,7 @@ COMMANDS = ("data", "models", "train", "evaluate", "robustness", "explain", "exp
 
 EPILOG = """examples:
   cnnlstm data                          # where the dataset is, counts, checksums
-  cnnlstm train cnn_lstm --preset fast  # the flagship, ~92% in about 60 s on 2 CPU cores
+  cnnlstm train cnn_lstm --preset fast  # the flagship, its fast CPU recipe
   cnnlstm reproduce --preset quick      # the whole study and its report
   cnnlstm COMMAND --help                # details and examples of each command
 """
@@ -91,7 +91,7 @@ def setup_logging(debug: bool, quiet: bool) -> None:
     # migration context when an Optuna storage is first opened, which once corrupted the TOML that
     # `sweep --best` prints): only their warnings are shown.
     for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed", "openTSNE", "alembic",
-                  "sqlalchemy"):
+                  "sqlalchemy", "distributed", "dask", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -155,7 +155,7 @@ def load_run_data(args, cfg, run_dir: Path) -> Dataset:
 class TrainingDisplay:
     """Live progress of training: a bar per epoch on a terminal, one log line per epoch otherwise."""
 
-    def __init__(self, quiet: bool, total_epochs: int | None = None):
+    def __init__(self, quiet: bool):
         import sys
 
         self.quiet = quiet
@@ -186,7 +186,7 @@ class TrainingDisplay:
         if not self.quiet:
             import logging
 
-            logging.getLogger("cnnlstm.train").info(
+            logging.getLogger("cnnlstm.training.loop").info(
                 "epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2e | %.1f s",
                 row["epoch"], row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"],
                 row["lr"], row["seconds"])

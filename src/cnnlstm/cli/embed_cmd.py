@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import (DATA_NOTE, add_data_flags, add_device_flag, add_tsne_flags, check_device,
-                                check_tsne_args, fmt, load_run_data, non_negative_int)
-from cnnlstm.errors import ConfigError
+from cnnlstm.cli.common import (
+    DATA_NOTE,
+    add_data_flags,
+    add_device_flag,
+    add_tsne_flags,
+    fmt,
+    load_run_data,
+)
 
 EXAMPLES = """\
   cnnlstm embed runs/cnn_lstm-20250101-120000     # all 10,000 test images (~30 s on 2 cores)
@@ -27,7 +32,7 @@ def add_parser(sub) -> None:
                                 "RUN_DIR and adds the features to its predictions.npz. " + DATA_NOTE,
                     examples=EXAMPLES)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (with best.pt)")
-    p.add_argument("--samples", type=non_negative_int, default=None, metavar="N",
+    p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="test images embedded, a seeded sample (default: all test images)")
     add_tsne_flags(p)
     add_device_flag(p, default=None, default_text="the run's device setting")
@@ -36,19 +41,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnlstm.exploration import run_embed
-    from cnnlstm.runs import load_run_config, weights_path
+    from cnnlstm import api
 
-    check_tsne_args(args)
-    if args.samples is not None and args.samples < 5:
-        raise ConfigError(f"--samples must be >= 5 (t-SNE needs a few points), got {args.samples}")
-    device = check_device(args.device)
     run_dir = Path(args.run_dir)
-    cfg = load_run_config(run_dir)
-    weights_path(run_dir, "best")  # fail on an unfinished run before loading data
-    ds = load_run_data(args, cfg, run_dir)
-    record = run_embed(run_dir, ds, samples=args.samples, perplexity=args.perplexity, k0=args.k0,
-                       seed=args.seed, device=device, n_jobs=args.jobs)
+    record = api.embed(run_dir, samples=args.samples, perplexity=args.perplexity, k0=args.k0, seed=args.seed,
+                       device=args.device, n_jobs=args.jobs, data=lambda cfg: load_run_data(args, cfg, run_dir))
     if not args.quiet:
         q, f = record["quality"]["embedding"], record["quality"]["features"]
         print(f"{run_dir}: t-SNE of {record['n']:,} test images' {record['feature_dim']}-dim features "

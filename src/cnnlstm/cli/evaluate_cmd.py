@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import DATA_NOTE, add_data_flags, add_device_flag, check_device, load_run_data
+from cnnlstm.cli.common import DATA_NOTE, add_data_flags, add_device_flag, load_run_data
 
 EXAMPLES = """\
   cnnlstm evaluate runs/cnn_lstm-20250101-120000            # best.pt on the 10,000 test images
@@ -36,20 +36,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import logging
-
-    from cnnlstm.experiment import evaluate_run, tta_views_for
-    from cnnlstm.runs import load_run_config, run_lock, weights_path
+    from cnnlstm import api
 
     run_dir = Path(args.run_dir)
-    device = check_device(args.device)
-    cfg = load_run_config(run_dir)
-    weights_path(run_dir, args.checkpoint)  # fail on a missing checkpoint before loading data
-    if args.tta and tta_views_for(cfg) is None:
-        logging.getLogger(__name__).warning("--tta has no effect: %s trained without flips", run_dir)
-    ds = load_run_data(args, cfg, run_dir)
-    with run_lock(run_dir):
-        metrics = evaluate_run(run_dir, ds, which=args.checkpoint, tta=args.tta, device=device)
+    metrics = api.evaluate(run_dir, which=args.checkpoint, tta=args.tta, device=args.device,
+                           data=lambda cfg: load_run_data(args, cfg, run_dir))
     if not args.quiet:
         print_summary(run_dir, metrics)
     return 0

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import (DATA_NOTE, add_data_flags, add_device_flag, check_device, load_run_data,
-                                non_negative_int)
-from cnnlstm.errors import ConfigError
+from cnnlstm.cli.common import DATA_NOTE, add_data_flags, add_device_flag, load_run_data, non_negative_int
 
 EXAMPLES = """\
   cnnlstm explain runs/flagship                  # 3 test images per class + the worst class's mistakes
@@ -39,24 +37,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import logging
+    from cnnlstm import api
 
-    from cnnlstm.explain import run_explain
-    from cnnlstm.runs import load_run_config, read_json, weights_path
-
-    if args.per_class < 1:
-        raise ConfigError("--per-class must be >= 1")
-    device = check_device(args.device)
     run_dir = Path(args.run_dir)
-    cfg = load_run_config(run_dir)
-    weights_path(run_dir, "best")  # fail on an unfinished run before loading data
-    ds = load_run_data(args, cfg, run_dir)
-    logging.getLogger(__name__).info("explaining %s: %d images per class and up to %d mistakes",
-                                     run_dir, args.per_class, args.mistakes)
-    figure = run_explain(run_dir, ds, per_class=args.per_class, mistakes=args.mistakes, seed=args.seed,
-                         device=device)
+    record = api.explain(run_dir, per_class=args.per_class, mistakes=args.mistakes, seed=args.seed,
+                         device=args.device, data=lambda cfg: load_run_data(args, cfg, run_dir))
     if not args.quiet:
-        record = read_json(run_dir / "explain.json")
         print(f"{run_dir}: Grad-CAM on {record['grad_cam']['layer']}; " + (
             f"step attribution over {record['steps']['n_steps']} {record['steps']['seq_axis']} steps"
             if "absent" not in record["steps"] else record["steps"]["absent"]))
@@ -64,6 +50,6 @@ def run(args) -> int:
         if profile:
             print("mean share of |attribution| per step: " + " ".join(f"{v:.2f}" for v in profile["all"]))
         print(f"worst class {record['worst_class_name']}: {len(record['mistakes'])} confident mistakes shown")
-        print(f"wrote {run_dir / 'explain.json'}, {figure} and figures/explain_mistakes.png "
+        print(f"wrote {run_dir / 'explain.json'}, figures/explain.png and figures/explain_mistakes.png "
               f"({record['seconds']:.1f} s)")
     return 0

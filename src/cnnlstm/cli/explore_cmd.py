@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import (add_data_flags, add_tsne_flags, check_tsne_args, fmt, load_data_for_cli,
-                                non_negative_int)
-from cnnlstm.errors import ConfigError
+from cnnlstm.cli.common import add_data_flags, add_tsne_flags, fmt, load_data_for_cli
 
 EXAMPLES = """\
   cnnlstm explore                            # all 70,000 images into runs/explore (t-SNE ~2 min on 2 cores)
@@ -29,7 +27,7 @@ def add_parser(sub) -> None:
                                 "embedding.npy and figures/*.png into --out.",
                     examples=EXAMPLES)
     p.add_argument("--out", metavar="DIR", default="runs/explore", help="output folder")
-    p.add_argument("--tsne-samples", type=non_negative_int, default=None, metavar="N",
+    p.add_argument("--tsne-samples", type=int, default=None, metavar="N",
                    help="images in the t-SNE, a seeded sample of train+test (default: all 70,000; "
                         "0 = skip the t-SNE)")
     add_tsne_flags(p)
@@ -38,15 +36,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnlstm.exploration import run_explore
+    from cnnlstm import api
 
-    check_tsne_args(args)
-    if args.tsne_samples is not None and 0 < args.tsne_samples < 5:
-        raise ConfigError(f"--tsne-samples must be 0 (skip) or >= 5, got {args.tsne_samples}")
-    ds = load_data_for_cli(args)
     out = Path(args.out)
-    stats = run_explore(ds, out, tsne_samples=args.tsne_samples, seed=args.seed, n_jobs=args.jobs,
-                        k0=args.k0, perplexity=args.perplexity)
+    stats = api.explore(out, data=load_data_for_cli(args), tsne_samples=args.tsne_samples, seed=args.seed,
+                        n_jobs=args.jobs, k0=args.k0, perplexity=args.perplexity)
     if not args.quiet:
         print_summary(out, stats)
     return 0

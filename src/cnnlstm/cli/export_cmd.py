@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnlstm.export import export_run
+    from cnnlstm.deploy.export import export_run
 
     result = export_run(args.run_dir, args.fmt, out=args.out, which=args.checkpoint)
     if not args.quiet:

@@ -80,8 +80,8 @@ def printable(text: str) -> str:
 
 
 def run(args) -> int:
+    from cnnlstm.deploy.predict import load_predictor, predict_files
     from cnnlstm.device import resolve_device
-    from cnnlstm.predict import load_predictor, predict_files
 
     check_device(args.device)
     paths = expand_paths(args.images)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cnnlstm.cli import add_command
 
 EXAMPLES = """\
@@ -38,11 +36,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnlstm.api import default_report_path
-    from cnnlstm.report import build_report
+    from cnnlstm import api
 
-    out = Path(args.out) if args.out else default_report_path(args.inputs)
-    result = build_report(args.inputs, out, title=args.title, explore_dirs=args.explore)
+    result = api.build_report(args.inputs, out=args.out, title=args.title, explore=args.explore)
     if not args.quiet:
         size = result["html"].stat().st_size / 1e6
         print(f"report: {result['html']} ({size:.1f} MB, self-contained) and {result['md']}")

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import add_data_flags, add_device_flag, check_device, load_data_for_cli
+from cnnlstm.cli.common import add_data_flags, add_device_flag, load_data_for_cli
 
 EXAMPLES = """\
   cnnlstm reproduce                         # --preset quick: the plan's question at 3 seeds, ~10 min on 2 CPU cores
   cnnlstm reproduce --preset paper          # the plan's settings, 3 seeds
   cnnlstm reproduce --preset best --seeds 5 --out runs/best-study
   cnnlstm reproduce --out runs/study        # after an interruption: the same command continues it
+  cnnlstm reproduce --preset paper --workers 4 --device cuda      # 4 jobs at a time sharing one GPU
+  cnnlstm reproduce --preset paper --dask tcp://lab-pc1:8786      # on the lab's Dask cluster
 """
 
 
 def add_parser(sub) -> None:
-    from cnnlstm.reproduce import STUDY_PRESETS
+    from cnnlstm.study.reproduce import STUDY_PRESETS
 
     p = add_command(sub, "reproduce", help="run the whole study and write its report",
                     description="Explore the dataset; train and evaluate the plan's baselines, the "
@@ -47,94 +49,111 @@ def add_parser(sub) -> None:
                         "all_on, no_flip, no_batchnorm, no_dropout, adam, nadam, sgd")
     p.add_argument("--tsne-samples", type=int, default=None, metavar="N",
                    help="images in the raw-pixel t-SNE (default: the preset's; 0 skips it)")
+    where = p.add_argument_group("where the jobs run (default: in this process, one after another)")
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="a Dask cluster of N worker processes on this machine, bound to 127.0.0.1; the cores "
+                            "are split between them (--threads each, default cores / N); on a GPU they share it")
+    where.add_argument("--dask", metavar="ADDRESS", default=None,
+                       help="an existing Dask scheduler (tcp://host:8786, or tls://host:8786 with --dask-tls): "
+                            "lab PCs, Slurm/PBS through dask-jobqueue, Kubernetes; see docs/scaling.md. A "
+                            "scheduler runs any code its clients send: keep it on loopback or a private network")
+    where.add_argument("--dask-tls", metavar="DIR", default=None,
+                       help="folder with ca.pem, cert.pem and key.pem for a tls:// scheduler")
+    where.add_argument("--gpu-per-job", type=float, default=None, metavar="F",
+                       help="each job asks for F of a worker's GPU resource (workers started with "
+                            "--resources GPU=1 run 1/F jobs on their card at once)")
     add_data_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from dataclasses import replace
+    from cnnlstm import api
 
-    from cnnlstm.errors import ConfigError
-    from cnnlstm.reproduce import ABLATIONS, job_done, plan_jobs, run_study, study_preset
-    from cnnlstm.report.study import write_study_report
-
-    preset = study_preset(args.preset)
-    if args.tsne_samples is not None:
-        preset = replace(preset, tsne_samples=args.tsne_samples)
-    if args.seeds is not None and args.seeds < 1:
-        raise ConfigError("--seeds must be >= 1")
-    check_device(args.device)
-    out = Path(args.out or f"runs/reproduce-{preset.name}")
-    ds = load_data_for_cli(args)
-    common = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,
-              "device": args.device, "threads": args.threads, "limit_train": args.limit_train}
+    settings = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,
+                "device": args.device, "threads": args.threads, "limit_train": args.limit_train}
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
-    if models:
-        from cnnlstm.models import get_model_entry
-
-        for m in models:
-            get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
     ablations = None
     if args.ablations:
         ablations = () if args.ablations == "none" else tuple(a.strip() for a in args.ablations.split(","))
-        unknown = set(ablations) - set(ABLATIONS)
-        if unknown:
-            raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
-    jobs = plan_jobs(preset, seeds=args.seeds, common=common, models=models, ablations=ablations)
-    display = StudyDisplay(quiet=args.quiet, total_weight=sum(j.weight for j in jobs if not job_done(j, out)))
+    display = StudyDisplay(quiet=args.quiet)
     try:
-        summary = run_study(out, ds, preset, jobs=jobs, progress=display.progress())
+        summary = api.reproduce(args.preset, out=args.out, seeds=args.seeds, models=models, ablations=ablations,
+                                tsne_samples=args.tsne_samples, data=load_data_for_cli(args), settings=settings,
+                                workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
+                                gpu_per_job=args.gpu_per_job, events=display.events())
     finally:
         display.stop()
-    report = write_study_report(out, summary["jobs"], preset, ds)
     if not args.quiet:
         print(f"study: {summary['ran']} jobs run, {summary['skipped']} already done, "
               f"{summary['seconds'] / 60:.1f} min")
-    print(f"report: {report}")
+    print(f"report: {summary['report']}")
+    if summary["failed"]:
+        names = "; ".join(f"{name} ({error})" for name, error in summary["failed"].items())
+        print(f"cnnlstm reproduce: {len(summary['failed'])} job(s) failed: {names}; the report lists the missing "
+              "runs, and the same command retries them", file=sys.stderr)
+        return 1
     return 0
 
 
 class StudyDisplay:
-    """Overall progress (stage, run i/N, ETA) plus the current run's epoch bar."""
+    """Jobs done, running and failed, with an ETA and where each runs; the epoch bar of an in-process run.
 
-    def __init__(self, quiet: bool, total_weight: float):
+    On a terminal it is a live bar; otherwise (a log, CI) one line per job started and finished.
+    """
+
+    def __init__(self, quiet: bool):
         self.quiet = quiet
         self.live = not quiet and sys.stderr.isatty()
-        self.total = total_weight
-        self.done = 0.0
         self.t0 = time.perf_counter()
-        self.bar = None
-        self.overall = None
-        self.epoch_task = None
-        self.job = None
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.total = self.done = 0.0
+        self.n_done = self.n_failed = 0
+        self.running: dict[str, str] = {}  # job -> where it runs
+        self.bar = self.overall = self.epoch_task = None
+        self.log = logging.getLogger("cnnlstm.study.reproduce")
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), transient=True)
-            self.overall = self.bar.add_task("study", total=total_weight)
-            self.bar.start()
+    def events(self):
+        from cnnlstm.study.executor import JobEvents
 
-    def progress(self):
-        from cnnlstm.reproduce import StudyProgress
+        return JobEvents(on_start=self.start_job, on_end=self.end_job, on_step=self.on_step, on_epoch=self.on_epoch)
 
-        return StudyProgress(on_job_start=self.start_job, on_job_end=self.end_job,
-                             on_step=self.on_step, on_epoch=self.on_epoch)
+    def _start_bar(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def start_job(self, i: int, n: int, job) -> None:
-        import logging
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True)
+        self.overall = self.bar.add_task("study", total=max(self.total, 1e-9))
+        self.bar.start()
 
-        self.job = job
-        what = {"explore": "exploring the dataset", "embed": f"t-SNE of {job.label}"}.get(
-            job.kind, f"{job.group} {job.name}")
-        logging.getLogger("cnnlstm.reproduce").info("[%d/%d] %s%s", i + 1, n, what, self.eta())
-        if self.bar:
-            self.bar.update(self.overall, description=f"[{i + 1}/{n}] {what}")
+    def start_job(self, job, where: str) -> None:
+        from cnnlstm.study.reproduce import job_key
 
-    def end_job(self, i: int, n: int, job, seconds: float) -> None:
-        self.done += job.weight if job.kind != "train" else 0
-        if self.bar:
-            self.bar.update(self.overall, completed=min(self.done, self.total))
+        self.total += job.weight
+        self.running[job_key(job)] = where
+        if self.live and self.bar is None:
+            self._start_bar()
+        self.log.info("started %s on %s%s", job_key(job), where, self.counts())
+        self._refresh()
+
+    def end_job(self, job, seconds: float, error: str | None) -> None:
+        from cnnlstm.study.reproduce import job_key
+
+        self.running.pop(job_key(job), None)
+        self.done += job.weight
+        self.n_done += error is None
+        self.n_failed += error is not None
+        self.log.info("%s %s in %.1f s%s%s", "FAILED" if error else "finished", job_key(job), seconds,
+                      self.counts(), self.eta())
+        self._refresh()
+
+    def counts(self) -> str:
+        return f" [done {self.n_done}, running {len(self.running)}, failed {self.n_failed}]"
+
+    def _refresh(self) -> None:
+        if self.bar is None:
+            return
+        where = ", ".join(f"{k} ({w})" for k, w in list(self.running.items())[:3])
+        more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
+        self.bar.update(self.overall, total=max(self.total, 1e-9), completed=min(self.done, self.total),
+                        description=f"{self.counts().strip()} {where}{more}")
 
     def on_step(self, b: int, nb: int, loss: float) -> None:
         if not self.bar:
@@ -144,25 +163,20 @@ class StudyDisplay:
         self.bar.update(self.epoch_task, completed=b, description=f"  epoch (loss {loss:.3f})")
 
     def on_epoch(self, row: dict) -> None:
-        self.done += 1
         if not self.live and not self.quiet:
-            import logging
-
-            logging.getLogger("cnnlstm.reproduce").info(
-                "  %s epoch %d: train acc %.4f, val acc %.4f, %.1f s%s", self.job.name if self.job else "",
-                row["epoch"], row["train_acc"], row["val_acc"], row["seconds"], self.eta())
-        if self.bar:
-            if self.epoch_task is not None:
-                self.bar.remove_task(self.epoch_task)
-                self.epoch_task = None
-            self.bar.update(self.overall, completed=min(self.done, self.total))
+            self.log.info("  epoch %d: train acc %.4f, val acc %.4f, %.1f s", row["epoch"], row["train_acc"],
+                          row["val_acc"], row["seconds"])
+        if self.bar and self.epoch_task is not None:
+            self.bar.remove_task(self.epoch_task)
+            self.epoch_task = None
 
     def eta(self) -> str:
+        """Time left, from the share of the planned work (job weights) done so far."""
         elapsed = time.perf_counter() - self.t0
-        if self.done <= 0 or elapsed < 5:
+        if self.done <= 0 or elapsed < 5 or self.done >= self.total:
             return ""
-        left = elapsed / self.done * max(0.0, self.total - self.done)
-        return f" (about {left / 60:.1f} min left)"
+        left = elapsed / self.done * (self.total - self.done)
+        return f" (about {left / 60:.1f} min left of this stage)"
 
     def stop(self) -> None:
         if self.bar:

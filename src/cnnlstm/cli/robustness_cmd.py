@@ -9,8 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import (DATA_NOTE, add_data_flags, add_device_flag, check_device, load_run_data,
-                                non_negative_int)
+from cnnlstm.cli.common import DATA_NOTE, add_data_flags, add_device_flag, load_run_data, non_negative_int
 from cnnlstm.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ DESCRIPTION = (
 
 def parse_severities(values: list[str] | None) -> tuple[int, ...]:
     """``["1-3", "5"]`` or ``["1,3,5"]`` -> ``(1, 2, 3, 5)``; a one-line ConfigError otherwise."""
-    from cnnlstm.corruptions import SEVERITIES, check_severities
+    from cnnlstm.data.corruptions import SEVERITIES, check_severities
 
     if not values:
         return SEVERITIES
@@ -103,6 +102,8 @@ def cell_progress(quiet: bool, what: str):
             bar.start()
             task = bar.add_task(what, total=total, label="")
         bar.update(task, completed=done, label=label)
+        if done == total:
+            bar.stop()  # finished: a baseline's bar makes way for the run's
 
     try:
         yield update
@@ -111,34 +112,19 @@ def cell_progress(quiet: bool, what: str):
 
 
 def run(args) -> int:
-    from cnnlstm.corruptions import check_corruptions, list_corruptions
-    from cnnlstm.robustness import covers, load_robustness, run_robustness
-    from cnnlstm.runs import load_run_config, weights_path
+    from contextlib import ExitStack
 
-    severities = parse_severities(args.severity)
-    names = check_corruptions(args.corruptions or list_corruptions())
-    if args.samples == 0:
-        raise ConfigError("--samples must be >= 1")
-    device = check_device(args.device)
+    from cnnlstm import api
+
     run_dir = Path(args.run_dir)
-    cfg = load_run_config(run_dir)
-    weights_path(run_dir, "best")  # fail on an unfinished run before loading data
-    base_dir = Path(args.baseline) if args.baseline else None
-    if base_dir is not None:
-        load_run_config(base_dir)
-        weights_path(base_dir, "best")
-    ds = load_run_data(args, cfg, run_dir)
-    settings = dict(severities=severities, corruptions=names, samples=args.samples, seed=args.seed)
-    baseline = None
-    if base_dir is not None:
-        if (base_dir / "robustness.json").exists() and covers(load_robustness(base_dir), **settings):
-            baseline = load_robustness(base_dir)
-            log.info("baseline: %s/robustness.json covers these images and corruptions", base_dir)
-        else:
-            with cell_progress(args.quiet, f"baseline {base_dir.name}") as progress:
-                baseline = run_robustness(base_dir, ds, device=device, progress=progress, **settings)
-    with cell_progress(args.quiet, run_dir.name) as progress:
-        record = run_robustness(run_dir, ds, baseline=baseline, device=device, progress=progress, **settings)
+    with ExitStack() as stack:
+        progress = stack.enter_context(cell_progress(args.quiet, run_dir.name))
+        base_progress = (stack.enter_context(cell_progress(args.quiet, f"baseline {Path(args.baseline).name}"))
+                         if args.baseline else None)
+        record = api.robustness(run_dir, baseline=args.baseline, severities=parse_severities(args.severity),
+                                corruptions=args.corruptions, samples=args.samples, seed=args.seed,
+                                device=args.device, data=lambda cfg: load_run_data(args, cfg, run_dir),
+                                progress=progress, baseline_progress=base_progress)
     if not args.quiet:
         print_summary(run_dir, record)
     return 0

@@ -103,7 +103,7 @@ def run(args) -> int:
 
 
 def run_worker(args) -> int:
-    from cnnlstm import sweep as S
+    from cnnlstm.study import sweep as S
 
     if not args.model:
         raise ConfigError("name a MODEL to sweep (see `cnnlstm models`), or use --best STUDY")
@@ -123,7 +123,7 @@ def run_worker(args) -> int:
     base = S.base_config(settings)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data_for_cli(args, data_dir=base.data_dir, download=base.download, verify=base.verify)
-    from cnnlstm.train import TrainingInterrupted
+    from cnnlstm.training.loop import TrainingInterrupted
 
     try:
         result = S.run_sweep(settings, ds)
@@ -152,7 +152,7 @@ def _short(value) -> str:
 
 
 def write_best(args) -> int:
-    from cnnlstm import sweep as S
+    from cnnlstm.study import sweep as S
 
     if not args.storage:
         raise ConfigError("--best STUDY needs --storage URL (e.g. sqlite:///runs/sweep-NAME/study.db)")

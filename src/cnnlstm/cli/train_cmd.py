@@ -18,7 +18,7 @@ from cnnlstm.runs import default_run_dir
 log = logging.getLogger(__name__)
 
 EXAMPLES = """\
-  cnnlstm train cnn_lstm --preset fast          # the flagship: ~92% test accuracy in ~60 s on 2 CPU cores
+  cnnlstm train cnn_lstm --preset fast          # the flagship under its fast CPU recipe
   cnnlstm train model1 --preset paper --seed 1  # the plan's baseline Model I
   cnnlstm train cnn_svm --epochs 5              # CNN with an L2-SVM head (squared hinge loss)
   cnnlstm train cnn_lstm --set model_args.seq_axis=cols --set flip_h=0.5 --lr 3e-3
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("model", nargs="?", help="model name (from `cnnlstm models`)")
     p.add_argument("--preset", choices=preset_names(), help="shipped settings: paper = the plan's, "
                    "fast = most accuracy in ~60 s of 2 CPU cores, best = most in ~30 min of them, "
-                   "gpu = one CUDA GPU (94.7%% in ~40 s on an H200)")
+                   "gpu = one CUDA GPU (benchmarks/RESULTS.md has what each measured)")
     p.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON file of config keys")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
                    help="set any config key, e.g. --set model_args.lstm_hidden=64 (repeatable)")
@@ -115,10 +115,10 @@ def resolve_from_args(args) -> TrainConfig:
 
 def run(args) -> int:
     if args.nproc and args.nproc > 1:
-        from cnnlstm.distributed import launch_torchrun
+        from cnnlstm.training.distributed import launch_torchrun
 
         return launch_torchrun(args.argv, args.nproc)
-    from cnnlstm.distributed import distributed_context
+    from cnnlstm.training.distributed import distributed_context
 
     with distributed_context() as dist:
         if args.resume:
@@ -145,8 +145,8 @@ def run(args) -> int:
 
 
 def _train(args, cfg, run_dir, ds, dist, display):
-    from cnnlstm.experiment import train_run
-    from cnnlstm.train import TrainingInterrupted
+    from cnnlstm.study.experiment import train_run
+    from cnnlstm.training.loop import TrainingInterrupted
 
     try:
         return train_run(cfg, run_dir, ds, resume=bool(args.resume), evaluate=args.evaluate,
@@ -157,13 +157,13 @@ def _train(args, cfg, run_dir, ds, dist, display):
         if dist.rank == 0:  # the other ranks saved nothing
             print(f"cnnlstm train: interrupted; state saved to {exc.checkpoint}\n"
                   f"resume with: cnnlstm train --resume {run_dir}", file=sys.stderr)
-        raise SystemExit(130 if exc.signum == 2 else 143)
+        raise SystemExit(130 if exc.signum == 2 else 143) from None
     except KeyboardInterrupt:  # a second Ctrl-C stops at once; atomic writes keep the last checkpoint whole
         display.stop()
         if dist.rank == 0 and (run_dir / "config.json").exists():
             print(f"cnnlstm train: interrupted; {run_dir} keeps its last checkpoint\n"
                   f"resume with: cnnlstm train --resume {run_dir}", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(130) from None
 
 
 def report_result(run_dir: Path, result: dict, quiet: bool) -> None:

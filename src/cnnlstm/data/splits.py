@@ -1,0 +1,83 @@
+"""Splits of the arrays and their tensors: the seeded stratified validation split, uint8 -> normalised tensor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlstm.errors import DatasetError
+
+# Fashion-MNIST train-set pixel statistics after /255 (reference.md); used for normalisation.
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
+
+
+
+def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (train, validation), keeping each class's share in the validation set.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Training labels, shape (N,).
+    val_size : int
+        Number of validation images (0 gives an empty validation set).
+    seed : int
+        Seed of the split; the same seed always gives the same split.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        Sorted int64 index arrays, disjoint, together covering ``range(N)``.
+    """
+    n = len(labels)
+    if not 0 <= val_size < n:
+        raise DatasetError(f"validation size {val_size} must be in [0, {n})")
+    if val_size == 0:
+        return np.arange(n, dtype=np.int64), np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    # Largest-remainder allocation so the per-class quotas sum exactly to val_size.
+    quota = counts * val_size / n
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take), kind="stable")[: val_size - take.sum()]:
+        take[i] += 1
+    val = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    val_idx = np.sort(np.concatenate(val)).astype(np.int64)
+    train_mask = np.ones(n, dtype=bool)
+    train_mask[val_idx] = False
+    return np.flatnonzero(train_mask).astype(np.int64), val_idx
+
+
+def sample_indices(n: int, samples: int | None, seed: int) -> np.ndarray | None:
+    """Sorted seeded random indices of ``samples`` of ``n`` points, or None for all of them.
+
+    Parameters
+    ----------
+    n : int
+        Number of points available.
+    samples : int or None
+        None (or >= n) keeps every point.
+    seed : int
+
+    Returns
+    -------
+    np.ndarray or None
+        int64 indices, or None meaning ``range(n)``.
+    """
+    if samples is None or samples >= n:
+        return None
+    if samples < 1:
+        raise DatasetError(f"samples must be >= 1, got {samples}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=samples, replace=False)).astype(np.int64)
+
+
+def to_tensor(images: np.ndarray, device="cpu", dtype=None):
+    """uint8 (N, H, W) -> normalised float tensor (N, 1, H, W) on ``device``.
+
+    Normalising once, on the training device, is what lets the training loop slice batches out of
+    one tensor instead of running a per-sample Dataset with worker processes.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    x = x.to(dtype or torch.float32).div_(255.0).sub_(PIXEL_MEAN).div_(PIXEL_STD)
+    return x.unsqueeze(1)  # (N, 1, H, W)

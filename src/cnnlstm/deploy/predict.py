@@ -1,0 +1,218 @@
+"""Predict the classes of image files with a run's trained weights, in batches.
+
+Files are read and preprocessed (:mod:`cnnlstm.deploy.images`) by a small thread pool -- Pillow and
+NumPy release the GIL while decoding and resizing -- then normalised like the training images
+(:func:`cnnlstm.data.to_tensor`) and classified ``batch_size`` at a time with
+:func:`cnnlstm.measure.inference.predict_probs`. A file that cannot be read becomes a
+:class:`FilePrediction` with an ``error``; the other files are still predicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlstm.config import TrainConfig
+from cnnlstm.data import FASHION_CLASSES, to_tensor
+from cnnlstm.deploy.images import IMAGE_SIZE, load_image
+from cnnlstm.errors import ImageError, RunError
+from cnnlstm.measure.inference import predict_probs
+from cnnlstm.runs import load_run_model, read_json, weights_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 512  # images per forward pass (and per preprocessing chunk)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run's model with its weights loaded, ready for inference.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        In eval mode, on the requested device.
+    classes : tuple of str
+        Class names, index = label.
+    config : TrainConfig
+        The run's ``config.json``.
+    run_dir, weights : Path
+        The run folder and the checkpoint file the weights came from.
+    image_size : int
+        Side of the square images the model reads.
+    """
+
+    model: torch.nn.Module
+    classes: tuple[str, ...]
+    config: TrainConfig
+    run_dir: Path
+    weights: Path
+    image_size: int = IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    """The top classes of one file, or why it could not be predicted.
+
+    Attributes
+    ----------
+    file : str
+        The path as given.
+    top : list of dict or None
+        ``[{"label": int, "name": str, "prob": float}, ...]``, most probable first.
+    error : str or None
+        A one-line message naming the file, when it could not be read.
+    """
+
+    file: str
+    top: list[dict] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        """``{"file", "top"}`` (or ``{"file", "error"}``) as plain JSON-ready values."""
+        if self.error is not None:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, "top": self.top}
+
+
+def run_class_names(run_dir: str | Path, cfg: TrainConfig, num_classes: int) -> tuple[str, ...]:
+    """Class names of a run: ``metrics.json``'s ``per_class`` names, else the dataset's defaults.
+
+    Without a usable ``metrics.json`` (a run trained with ``--no-eval``), a run on verified data
+    gets the Fashion-MNIST names and any other run ``class 0`` .. ``class N-1``, as
+    :func:`cnnlstm.data.class_names_for` would give its dataset.
+    """
+    path = Path(run_dir) / "metrics.json"
+    if path.exists():
+        try:
+            per_class = read_json(path).get("per_class") or []
+            names = tuple(str(row["name"]) for row in sorted(per_class, key=lambda r: int(r["label"])))
+            if len(names) == num_classes:
+                return names
+            log.warning("%s lists %d classes but the model has %d; using default names",
+                        path, len(names), num_classes)
+        except (RunError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("could not read class names from %s (%s); using default names", path, exc)
+    if cfg.verify and num_classes == len(FASHION_CLASSES):
+        return FASHION_CLASSES
+    return tuple(f"class {i}" for i in range(num_classes))
+
+
+def load_predictor(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
+    """A run's model (:func:`cnnlstm.runs.load_run_model`), its class names and where it came from.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder written by ``cnnlstm train``.
+    which : {"best", "last"}
+        ``best.pt`` (best validation epoch) or ``checkpoint.pt`` (last epoch).
+    device : str or torch.device
+
+    Returns
+    -------
+    LoadedRun
+
+    Raises
+    ------
+    RunError
+        Not a run folder, weights missing or damaged, or weights that do not fit the config.
+    """
+    run_dir = Path(run_dir)
+    model, cfg = load_run_model(run_dir, which, device, image_size=IMAGE_SIZE)
+    path = weights_path(run_dir, which)
+    n_classes = model.num_classes
+    classes = run_class_names(run_dir, cfg, n_classes)
+    log.debug("loaded %s (%s, %d classes) on %s", path, cfg.model, n_classes, device)
+    return LoadedRun(model=model, classes=classes, config=cfg, run_dir=run_dir, weights=path)
+
+
+def _load_one(path: str, size: int) -> np.ndarray | ImageError:
+    try:
+        return load_image(path, size=size)
+    except ImageError as exc:
+        return exc
+
+
+def preprocess_files(paths: Sequence[str], size: int = IMAGE_SIZE,
+                     workers: int | None = None) -> list[np.ndarray | ImageError]:
+    """Load and preprocess ``paths`` (in order) on a thread pool; failures come back as errors.
+
+    Returns
+    -------
+    list
+        Per path a ``uint8 (size, size)`` array or the :class:`ImageError` it raised.
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers <= 1 or len(paths) <= 1:
+        return [_load_one(p, size) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlstm-images") as pool:
+        return list(pool.map(lambda p: _load_one(p, size), paths))
+
+
+def top_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
+    """The ``k`` most probable classes of one probability row, most probable first (ties: lower label)."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [{"label": int(c), "name": str(classes[c]), "prob": round(float(probs[c]), 6)} for c in order]
+
+
+def predict_files(run: LoadedRun, paths: Iterable[str | os.PathLike], *, topk: int = 3,
+                  batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None) -> Iterator[FilePrediction]:
+    """Classify image files, yielding one :class:`FilePrediction` per path, in input order.
+
+    Files are handled ``batch_size`` at a time (read + preprocess, then one forward pass), so
+    memory stays bounded for any number of files and results stream out as batches finish.
+
+    Parameters
+    ----------
+    run : LoadedRun
+        From :func:`load_predictor`.
+    paths : iterable of path
+        Image or ``.npy`` files (see :mod:`cnnlstm.deploy.images`).
+    topk : int
+        Classes reported per file (at most the number of classes).
+    batch_size : int
+        Files per chunk and per forward pass.
+    workers : int, optional
+        Threads for reading and preprocessing (default: up to 8, one per CPU).
+
+    Yields
+    ------
+    FilePrediction
+    """
+    if topk < 1 or batch_size < 1:
+        raise ValueError(f"topk and batch_size must be >= 1, got {topk} and {batch_size}")
+    k = min(topk, len(run.classes))
+    device = next(run.model.parameters()).device
+    chunk: list[str] = []
+    for path in paths:
+        chunk.append(os.fspath(path))
+        if len(chunk) == batch_size:
+            yield from _predict_chunk(run, chunk, k, device, workers)
+            chunk = []
+    if chunk:
+        yield from _predict_chunk(run, chunk, k, device, workers)
+
+
+def _predict_chunk(run: LoadedRun, paths: list[str], k: int, device: torch.device,
+                   workers: int | None) -> Iterator[FilePrediction]:
+    """Preprocess one chunk of files and classify the readable ones in a single batch."""
+    loaded = preprocess_files(paths, run.image_size, workers)
+    good = [img for img in loaded if not isinstance(img, ImageError)]
+    probs = np.zeros((0, len(run.classes)), np.float32)
+    if good:
+        x = to_tensor(np.stack(good), device)  # (B, 1, 28, 28), normalised like training
+        probs = predict_probs(run.model, x, batch_size=len(good))
+    rows = iter(probs)
+    for path, img in zip(paths, loaded):
+        if isinstance(img, ImageError):
+            yield FilePrediction(file=path, error=str(img))
+        else:
+            yield FilePrediction(file=path, top=top_classes(next(rows), run.classes, k))

@@ -1,0 +1,336 @@
+"""Where a study's jobs run: in this process one after another, or as tasks on a Dask cluster.
+
+Both executors take the same jobs (:class:`cnnlstm.study.reproduce.Job`) and give the same
+answer: with the same seeds and the same threads per job, every run's ``metrics.json`` is
+bit-identical whichever one ran it (a test checks it).
+
+- :class:`SerialExecutor` runs each job in the study folder itself, as ``cnnlstm reproduce``
+  always did: a run interrupted mid-epoch resumes from its checkpoint.
+- :class:`DaskExecutor` submits each job as a Dask task. It needs no shared filesystem: the
+  dataset is scattered to the workers once (``client.scatter``), a job travels with the files
+  its folder already holds (a partial run's checkpoint, the finished run an embedding reads),
+  the worker runs it in local scratch and returns the folder's files, and this process writes
+  them into the study folder, each atomically and the job's final file (``metrics.json``,
+  ``embed.json`` ...) last, so a half-written run never counts as done.
+
+Faults: a worker that dies mid-task has its task rerun elsewhere by Dask (at most
+``allowed_failures`` times on a cluster this process starts); a job that raises is recorded by
+name with its error and the rest of the study goes on; a lost scheduler ends the study with one
+line, and the same command resumes it, skipping finished jobs.
+
+Safety: a Dask scheduler runs whatever code its clients send. :meth:`DaskExecutor.local` binds
+its scheduler and workers to 127.0.0.1 only, with no dashboard; an address given to
+:meth:`DaskExecutor.connect` should be loopback or a private network, with TLS
+(``tls://`` and a folder of certificates) whenever the network is shared. cnnlstm never starts a
+scheduler on any other address by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from cnnlstm._version import __version__
+from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from cnnlstm.data import Dataset
+    from cnnlstm.study.reproduce import Job, StudySettings
+
+log = logging.getLogger(__name__)
+
+#: The file whose presence marks a job done (``reproduce.job_done``); written last.
+FINAL_FILE = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json",
+              "robustness": "robustness.json", "explain": "explain.json"}
+SKIPPED_FILES = (".lock",)  # a folder's lock belongs to the process that holds it, never shipped
+INSTALL_HINT = "pip install 'cnnlstm[cluster]' (Dask distributed)"
+
+
+@dataclass
+class JobEvents:
+    """What an executor reports as jobs start and end (the CLI's progress display listens).
+
+    ``on_start(job, where)`` and ``on_end(job, seconds, error)``: ``where`` names the process or
+    Dask worker that runs the job; ``error`` is None for a job that finished.
+    """
+
+    on_start: Callable[[Job, str], None] = lambda job, where: None
+    on_end: Callable[[Job, float, str | None], None] = lambda job, seconds, error: None
+    on_step: Callable | None = None  # in-process jobs only: the epoch bar
+    on_epoch: Callable | None = None
+
+
+# --------------------------------------------------------------------------- a job's files
+
+
+def pack_folder(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` as ``{relative path: bytes}``, without locks and temp files."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in SKIPPED_FILES and not path.name.endswith(".tmp"):
+            out[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return out
+
+
+def unpack_folder(folder: Path, files: dict[str, bytes], final: str | None = None) -> None:
+    """Write ``files`` under ``folder``, each atomically, ``final`` last (when among them).
+
+    A process killed part-way leaves some new files and the job's old final file (or none), so
+    the job is not taken for done and is run again.
+    """
+    order = sorted(files, key=lambda rel: (rel == final, rel))
+    for rel in order:
+        target = (folder / rel).resolve()
+        if folder.resolve() not in target.parents:  # a crafted name must not escape the folder
+            raise RunError(f"refusing to write {rel!r} outside {folder}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, files[rel])
+
+
+def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: StudySettings,
+                   baseline: dict | None, version: str) -> dict[str, bytes]:
+    """What a Dask worker runs: one job in local scratch, its folder's files returned.
+
+    Parameters
+    ----------
+    job : Job
+    files : dict
+        The files the job's folder holds in the study folder already (empty for a new run).
+    ds : Dataset
+        The scattered dataset.
+    settings : StudySettings
+    baseline : dict or None
+        Model I's ``robustness.json`` record, for a robustness job of another model.
+    version : str
+        The driver's cnnlstm version; a worker with another one refuses the job, since the two
+        would train different code under one study.
+    """
+    from cnnlstm.study.reproduce import run_job
+
+    if version != __version__:
+        raise RunError(f"this worker has cnnlstm {__version__}, the study's driver {version}: install the same "
+                       "version on every worker")
+    with tempfile.TemporaryDirectory(prefix="cnnlstm-job-") as scratch:
+        folder = job.folder(Path(scratch))
+        unpack_folder(folder, files)
+        run_job(job, folder, ds, settings, baseline=baseline)
+        return pack_folder(folder)
+
+
+# --------------------------------------------------------------------------- executors
+
+
+class SerialExecutor:
+    """Every job in this process, one at a time, directly in the study folder (the default)."""
+
+    name = "serial"
+
+    def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: StudySettings, events: JobEvents,
+            baselines: Callable[[Job], dict | None]) -> dict[str, str]:
+        """Run ``jobs`` in order; return ``{job name: error}`` of those that failed."""
+        from cnnlstm.study.reproduce import job_key, run_job
+        from cnnlstm.training.loop import TrainingInterrupted
+
+        failures = {}
+        for job in jobs:
+            events.on_start(job, "this process")
+            t0 = time.perf_counter()
+            error = None
+            try:
+                run_job(job, job.folder(root), ds, settings, baseline=baselines(job),
+                        on_step=events.on_step, on_epoch=events.on_epoch)
+            except (TrainingInterrupted, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failed job must not stop the study
+                error = failures[job_key(job)] = one_line(exc)
+                log.error("%s failed: %s", job_key(job), error)
+            events.on_end(job, time.perf_counter() - t0, error)
+        return failures
+
+    def close(self) -> None:
+        pass
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, (RunError, ConfigError)) else text
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(f"--workers and --dask need Dask: {INSTALL_HINT}") from None
+    return distributed
+
+
+def security_from_folder(folder: str | Path):
+    """A :class:`distributed.security.Security` from ``ca.pem``, ``cert.pem`` and ``key.pem`` in ``folder``."""
+    distributed = _import_distributed()
+    folder = Path(folder)
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise ConfigError(f"--dask-tls {folder}: missing {', '.join(missing)} (ca.pem, cert.pem and key.pem)")
+    return distributed.security.Security(tls_ca_file=str(paths["ca"]), tls_client_cert=str(paths["cert"]),
+                                         tls_client_key=str(paths["key"]), require_encryption=True)
+
+
+def is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class DaskExecutor:
+    """Jobs as Dask tasks on a cluster: a :meth:`local` one on this machine, or one to :meth:`connect` to.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    cluster : distributed.LocalCluster, optional
+        The cluster this executor started (closed with it).
+    gpu_per_job : float, optional
+        Each task asks for this much of the workers' ``GPU`` resource (workers started with
+        ``--resources GPU=k`` then run up to ``k / gpu_per_job`` jobs at once: packing small jobs
+        onto one card).
+    """
+
+    name = "dask"
+
+    def __init__(self, client, cluster=None, *, gpu_per_job: float | None = None, where: str = ""):
+        self.client = client
+        self.cluster = cluster
+        self.gpu_per_job = gpu_per_job
+        self.where = where
+        self._ds_future = None
+        self._ds_id = None
+
+    @classmethod
+    def local(cls, n_workers: int, *, allowed_failures: int = 3, gpu_per_job: float | None = None) -> DaskExecutor:
+        """A ``LocalCluster`` of ``n_workers`` processes on 127.0.0.1, no dashboard.
+
+        Each worker runs one job at a time (one Dask thread): torch's thread count is a setting of
+        the whole process, so two jobs in one process would fight over it. The runs' own
+        ``threads`` setting gives each job its share of the cores.
+        """
+        distributed = _import_distributed()
+        import dask
+
+        if n_workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {n_workers}")
+        with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+            cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                               processes=True, host="127.0.0.1", dashboard_address=None,
+                                               resources={"GPU": 1.0} if gpu_per_job else None)
+            client = distributed.Client(cluster)
+        log.info("Dask: %d local worker process(es) on 127.0.0.1", n_workers)
+        return cls(client, cluster, gpu_per_job=gpu_per_job, where=f"{n_workers} local workers")
+
+    @classmethod
+    def connect(cls, address: str, *, tls: str | Path | None = None, gpu_per_job: float | None = None,
+                timeout: float = 30.0) -> DaskExecutor:
+        """A client of the scheduler at ``address`` (``tcp://host:8786`` or ``tls://host:8786``)."""
+        distributed = _import_distributed()
+        security = security_from_folder(tls) if tls else None
+        if tls and not address.startswith("tls://"):
+            raise ConfigError(f"--dask-tls needs a tls:// scheduler address, got {address}")
+        if not tls and not is_loopback(address):
+            log.warning("Dask scheduler %s without TLS: anyone who can reach it can run code on every worker, "
+                        "and the data travels in clear; use a private network, or tls:// with --dask-tls", address)
+        try:
+            client = distributed.Client(address, security=security, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise RunError(f"cannot reach the Dask scheduler at {address}: {one_line(exc)}") from exc
+        n = len(client.scheduler_info().get("workers", {}))
+        log.info("Dask: scheduler %s with %d worker(s)", address, n)
+        return cls(client, gpu_per_job=gpu_per_job, where=address)
+
+    def _dataset(self, ds: Dataset):
+        if self._ds_id != id(ds):
+            self._ds_future = self.client.scatter(ds, broadcast=True, hash=False)
+            self._ds_id = id(ds)
+        return self._ds_future
+
+    def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: StudySettings, events: JobEvents,
+            baselines: Callable[[Job], dict | None]) -> dict[str, str]:
+        """Submit ``jobs`` at once, write each result as it arrives; return ``{job name: error}``."""
+        from distributed import as_completed
+
+        from cnnlstm.study.reproduce import job_key
+
+        if not jobs:
+            return {}
+        failures: dict[str, str] = {}
+        try:
+            ds_future = self._dataset(ds)
+            futures = {}
+            for job in jobs:
+                resources = {"GPU": self.gpu_per_job} if self.gpu_per_job else None
+                fut = self.client.submit(run_remote_job, job, pack_folder(job.folder(root)), ds_future, settings,
+                                         baselines(job), __version__, key=f"{job_key(job)}-{os.urandom(4).hex()}",
+                                         resources=resources, pure=False, retries=0)
+                futures[fut] = (job, time.perf_counter())
+                events.on_start(job, self.where)
+            for fut in as_completed(futures):
+                job, t0 = futures[fut]
+                error = None
+                try:
+                    files = fut.result()
+                except Exception as exc:  # noqa: BLE001 - one failed job must not stop the study
+                    if fut.status == "cancelled" or _scheduler_lost(exc):
+                        raise
+                    error = failures[job_key(job)] = one_line(exc)
+                    log.error("%s failed on the cluster: %s", job_key(job), error)
+                else:
+                    unpack_folder(job.folder(root), files, FINAL_FILE[job.kind])
+                events.on_end(job, time.perf_counter() - t0, error)
+        except RunError:
+            raise
+        except Exception as exc:
+            if _scheduler_lost(exc):
+                raise RunError(f"lost the Dask scheduler ({self.where}): {one_line(exc)}; finished jobs are kept, "
+                               "rerun the same command to resume") from exc
+            raise
+        return failures
+
+    def running(self) -> dict[str, list[str]]:
+        """Which worker runs which task now (``{worker address: [task keys]}``)."""
+        try:
+            return {w: list(keys) for w, keys in self.client.processing().items() if keys}
+        except Exception:  # noqa: BLE001 - a progress nicety must never end the study
+            return {}
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def _scheduler_lost(exc: BaseException | None) -> bool:
+    if exc is None:
+        return False
+    try:
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover
+        CommClosedError = OSError  # noqa: N806
+    names = {type(exc).__name__ for exc in _chain(exc)}
+    return bool(names & {"CommClosedError", "CancelledError", "TimeoutError", "StreamClosedError"}) or any(
+        isinstance(e, (CommClosedError, ConnectionError)) for e in _chain(exc))
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

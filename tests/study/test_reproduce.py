@@ -1,0 +1,143 @@
+"""`cnnlstm reproduce`: the study on tiny data, its report, and resuming after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cnnlstm.cli import main
+from cnnlstm.config import config_to_dict
+from cnnlstm.data import load_dataset
+from cnnlstm.study.reproduce import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs, recipe_changes, run_study
+from cnnlstm.study.study_report import write_study_report
+
+ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--quiet"]
+
+
+def test_plan_covers_the_study():
+    jobs = plan_jobs(STUDY_PRESETS["paper"])
+    trained = {j.cfg.model for j in jobs if j.kind == "train"}
+    assert trained == {"model1", "model2", "tf_cnn", "cnn_svm", "ji_cnn_lstm", "model1_lstm", "model2_lstm",
+                       "parallel_cnn_lstm", "cnn_lstm", "cnn_twin", "cnn_gap"}
+    assert sum(j.kind == "train" and j.cfg.model == "model1" for j in jobs) == 3  # 3 seeds
+    abl = {j.name for j in jobs if j.group == "ablation"}
+    assert {"no_flip-s0", "no_batchnorm-s0", "no_dropout-s0", "adam-s0", "nadam-s0", "sgd-s0"} <= abl
+    sgd = next(j for j in jobs if j.name == "sgd-s0")
+    assert sgd.cfg.optimizer == "sgd" and sgd.cfg.model == "cnn_lstm"
+    nobn = next(j for j in jobs if j.name == "no_batchnorm-s1")
+    assert nobn.cfg.model_args["batch_norm"] is False and nobn.cfg.seed == 1
+    assert next(j for j in jobs if j.name == "cnn_svm-s0").cfg.loss == "svm"
+    # ablations run at the flagship's full schedule, never a shortened one
+    flagship = next(j for j in jobs if j.name == "cnn_lstm-s0").cfg
+    assert all(j.cfg.epochs == flagship.epochs for j in jobs if j.group == "ablation")
+
+
+def _training_settings(cfg) -> dict:
+    from cnnlstm.config import config_to_dict
+    from cnnlstm.reporting.compare import PAIR_KEYS
+
+    return {k: v for k, v in config_to_dict(cfg).items() if k not in PAIR_KEYS}
+
+
+def test_quick_study_pairs_each_hybrid_with_its_control_at_equal_schedule_over_3_seeds():
+    jobs = [j for j in plan_jobs(STUDY_PRESETS["quick"]) if j.kind == "train"]
+    by_model: dict[str, list] = {}
+    for j in jobs:
+        by_model.setdefault(j.cfg.model, []).append(j.cfg)
+    for hybrid, control in (("model1_lstm", "model1"), ("model2_lstm", "model2"), ("cnn_lstm", "cnn_twin")):
+        assert (hybrid, control) in CONTROL_PAIRS and hybrid in CORE_MODELS and control in CORE_MODELS
+        assert sorted(c.seed for c in by_model[hybrid]) == sorted(c.seed for c in by_model[control]) == [0, 1, 2]
+        for h, c in zip(by_model[hybrid], by_model[control]):
+            assert _training_settings(h) == _training_settings(c), (hybrid, control)
+    # the twin shares the flagship's stem
+    assert by_model["cnn_twin"][0].model_args["channels"] == by_model["cnn_lstm"][0].model_args["channels"]
+    # nothing one epoch long is reported as an ablation finding: quick runs no ablations
+    assert not any(j.group == "ablation" for j in jobs)
+
+
+def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "study"
+    rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out),
+               "--models", "model1,model2,model1_lstm,cnn_lstm,cnn_twin", "--ablations", "all_on,no_flip",
+               "--seeds", "2"])
+    assert rc == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for text in ("Table I: published methods vs measured here", "Table II: the plan&#x27;s baselines",
+                 "Model I (plan Table II)", "86.55", "CNN+LSTM (Ji 2022)", "91.36", "Ablations of the flagship",
+                 "not verified Fashion-MNIST", "What the LSTM adds", "95% CI over seeds", "cnn_twin",
+                 "McNemar p", "Calibration", "ECE after scaling", "Robustness to corruptions",
+                 "mCE vs model1", "Where the flagship looks"):
+        assert text in html, text
+    assert "| Model II (plan Table II) | 86.28 |" in md
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    for line in summary.splitlines():
+        if " beat " in line:  # every claim of a win carries its interval and n
+            assert "95% CI" in line and "seeds" in line, line
+    assert "data:image/png;base64," in html and "http://" not in html.split("<body")[0]
+    assert (out / "runs/model1-s0/metrics.json").exists() and (out / "ablations/no_flip-s0/metrics.json").exists()
+    assert (out / "explore/stats.json").exists()
+    embedded = sorted(p.parent.name for p in out.glob("runs/*/embed.json"))
+    assert len(embedded) == 2  # the best baseline and the best hybrid, picked on validation accuracy
+
+
+def test_unknown_model_or_ablation_is_a_one_line_error(tiny_data_dir, tmp_path, capsys):
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--models", "nosuch"]) == 2
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--ablations", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("cnnlstm reproduce: error:") for e in err)
+
+
+def test_killed_study_resumes_without_redoing_finished_runs(tiny_data_dir, tmp_path):
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "cnnlstm", "reproduce", "--data-dir", str(tiny_data_dir), *ARGS,
+           "--out", str(out), "--models", "model1,model2", "--tsne-samples", "0"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2] / "src"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "runs/model1-s0/metrics.json"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), "the first run never finished"
+    stamp = first.stat().st_mtime_ns, (out / "runs/model1-s0/best.pt").stat().st_mtime_ns
+    ds = load_dataset(tiny_data_dir, verify=False)
+    preset = STUDY_PRESETS["quick"]
+    jobs = plan_jobs(preset, common={"data_dir": str(tiny_data_dir), "verify": False, "limit_train": 60,
+                                     "threads": 1}, models=("model1", "model2"))
+    summary = run_study(out, ds, preset.__class__(**{**preset.__dict__, "tsne_samples": 0}), jobs=jobs)
+    assert summary["skipped"] >= 1
+    assert (first.stat().st_mtime_ns, (out / "runs/model1-s0/best.pt").stat().st_mtime_ns) == stamp
+    assert (out / "runs/model2-s0/metrics.json").exists()
+    assert write_study_report(out, summary["jobs"], preset, ds).exists()
+
+
+def test_a_study_folder_of_another_recipe_is_refused_not_reported(tiny_data_dir, tmp_path, capsys):
+    """After a preset changes, its old runs must not be resumed or reported as the new recipe's."""
+    import json
+
+    out = tmp_path / "study"
+    jobs = plan_jobs(STUDY_PRESETS["quick"], common={"data_dir": str(tiny_data_dir), "verify": False},
+                     models=("model1",))
+    job = next(j for j in jobs if j.kind == "train")
+    folder = job.folder(out)
+    folder.mkdir(parents=True)
+    saved = config_to_dict(job.cfg)
+    # another machine, thread count or data folder is the same recipe ...
+    (folder / "config.json").write_text(json.dumps({**saved, "threads": 7, "data_dir": "/elsewhere"}))
+    assert recipe_changes(job, out) == []
+    # ... another batch size is not
+    (folder / "config.json").write_text(json.dumps({**saved, "batch_size": saved["batch_size"] * 2}))
+    assert recipe_changes(job, out) == [f"batch_size {saved['batch_size'] * 2} vs {saved['batch_size']}"]
+    rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out), "--models", "model1",
+               "--tsne-samples", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "trained with another recipe" in err[0] and "batch_size" in err[0]
+    assert not (folder / "metrics.json").exists()  # nothing was trained into the stale folder
