@@ -50,6 +50,7 @@ FINAL_FILE = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.
               "robustness": "robustness.json", "explain": "explain.json"}
 SKIPPED_FILES = (".lock",)  # a folder's lock belongs to the process that holds it, never shipped
 INSTALL_HINT = "pip install 'cnnlstm[cluster]' (Dask distributed)"
+RESUBMITS = 3  # times a job whose inputs died with a worker is submitted again
 
 
 @dataclass
@@ -227,8 +228,11 @@ class DaskExecutor:
         if n_workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {n_workers}")
         with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+            # The scheduler serves a small HTTP endpoint (health, metrics) even without the dashboard:
+            # it too is pinned to loopback, on a free port.
             cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                               processes=True, host="127.0.0.1", dashboard_address=None,
+                                               processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                               worker_dashboard_address="127.0.0.1:0",
                                                resources={"GPU": 1.0} if gpu_per_job else None)
             client = distributed.Client(cluster)
         log.info("Dask: %d local worker process(es) on 127.0.0.1", n_workers)
@@ -261,7 +265,11 @@ class DaskExecutor:
 
     def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: StudySettings, events: JobEvents,
             baselines: Callable[[Job], dict | None]) -> dict[str, str]:
-        """Submit ``jobs`` at once, write each result as it arrives; return ``{job name: error}``."""
+        """Submit ``jobs`` at once, write each result as it arrives; return ``{job name: error}``.
+
+        A job whose input vanished with a dead worker (the scattered dataset lives on the workers
+        only) is submitted again after the dataset is scattered anew, at most ``RESUBMITS`` times.
+        """
         from distributed import as_completed
 
         from cnnlstm.study.reproduce import job_key
@@ -269,37 +277,53 @@ class DaskExecutor:
         if not jobs:
             return {}
         failures: dict[str, str] = {}
+        resubmits: dict[str, int] = {}
         try:
-            ds_future = self._dataset(ds)
+            pending = as_completed()
             futures = {}
             for job in jobs:
-                resources = {"GPU": self.gpu_per_job} if self.gpu_per_job else None
-                fut = self.client.submit(run_remote_job, job, pack_folder(job.folder(root)), ds_future, settings,
-                                         baselines(job), __version__, key=f"{job_key(job)}-{os.urandom(4).hex()}",
-                                         resources=resources, pure=False, retries=0)
+                fut = self._submit(job, root, ds, settings, baselines)
                 futures[fut] = (job, time.perf_counter())
+                pending.add(fut)
                 events.on_start(job, self.where)
-            for fut in as_completed(futures):
-                job, t0 = futures[fut]
-                error = None
+            for fut in pending:
+                job, t0 = futures.pop(fut)
                 try:
                     files = fut.result()
                 except Exception as exc:  # noqa: BLE001 - one failed job must not stop the study
-                    if fut.status == "cancelled" or _scheduler_lost(exc):
+                    if self.client.status != "running" or _scheduler_lost(exc):
                         raise
-                    error = failures[job_key(job)] = one_line(exc)
-                    log.error("%s failed on the cluster: %s", job_key(job), error)
+                    key = job_key(job)
+                    if fut.status == "cancelled" and resubmits.get(key, 0) < RESUBMITS:
+                        resubmits[key] = resubmits.get(key, 0) + 1
+                        log.warning("%s lost its inputs with a worker; submitting it again", key)
+                        self._ds_id = None  # scatter the dataset again
+                        again = self._submit(job, root, ds, settings, baselines)
+                        futures[again] = (job, t0)
+                        pending.add(again)
+                        continue
+                    error = failures[key] = one_line(exc)
+                    log.error("%s failed on the cluster: %s", key, error)
+                    events.on_end(job, time.perf_counter() - t0, error)
                 else:
                     unpack_folder(job.folder(root), files, FINAL_FILE[job.kind])
-                events.on_end(job, time.perf_counter() - t0, error)
+                    events.on_end(job, time.perf_counter() - t0, None)
         except RunError:
             raise
         except Exception as exc:
-            if _scheduler_lost(exc):
+            if self.client.status != "running" or _scheduler_lost(exc):
                 raise RunError(f"lost the Dask scheduler ({self.where}): {one_line(exc)}; finished jobs are kept, "
                                "rerun the same command to resume") from exc
             raise
         return failures
+
+    def _submit(self, job: Job, root: Path, ds: Dataset, settings: StudySettings, baselines):
+        from cnnlstm.study.reproduce import job_key
+
+        resources = {"GPU": self.gpu_per_job} if self.gpu_per_job else None
+        return self.client.submit(run_remote_job, job, pack_folder(job.folder(root)), self._dataset(ds), settings,
+                                  baselines(job), __version__, key=f"{job_key(job)}-{os.urandom(4).hex()}",
+                                  resources=resources, pure=False, retries=0)
 
     def running(self) -> dict[str, list[str]]:
         """Which worker runs which task now (``{worker address: [task keys]}``)."""
