@@ -3,17 +3,6 @@
 docs/predict.md named this path before the layers became folders; it goes in a later release.
 """
 
-from __future__ import annotations
+from cnnlstm._deprecated import forwarding_getattr
 
-import importlib
-import warnings
-from typing import Any
-
-_NEW = "cnnlstm.deploy.images"
-
-
-def __getattr__(name: str) -> Any:
-    if name.startswith("__"):  # the import system's own look-ups
-        raise AttributeError(name)
-    warnings.warn(f"cnnlstm.images is deprecated; import {name} from {_NEW}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(_NEW), name)
+__getattr__ = forwarding_getattr("cnnlstm.images", "cnnlstm.deploy.images")
