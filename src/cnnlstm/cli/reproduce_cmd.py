@@ -114,7 +114,16 @@ class StudyDisplay:
     def events(self):
         from cnnlstm.study.executor import JobEvents
 
-        return JobEvents(on_start=self.start_job, on_end=self.end_job, on_step=self.on_step, on_epoch=self.on_epoch)
+        return JobEvents(on_start=self.start_job, on_end=self.end_job, on_running=self.show_running,
+                         on_step=self.on_step, on_epoch=self.on_epoch)
+
+    def show_running(self, running: dict[str, list[str]]) -> None:
+        """Which worker runs which job now (a Dask cluster's answer; the others are queued)."""
+        now = "; ".join(f"{worker}: {', '.join(k.rsplit('-', 1)[0] for k in keys)}"
+                        for worker, keys in sorted(running.items()))
+        if now and now != getattr(self, "_last_running", None):
+            self._last_running = now
+            self.log.info("running now: %s", now)
 
     def _start_bar(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -130,7 +139,8 @@ class StudyDisplay:
         self.running[job_key(job)] = where
         if self.live and self.bar is None:
             self._start_bar()
-        self.log.info("started %s on %s%s", job_key(job), where, self.counts())
+        self.log.info("%s %s on %s%s", "queued" if where.startswith("the queue") else "started", job_key(job),
+                      where.removeprefix("the queue of "), self.counts())
         self._refresh()
 
     def end_job(self, job, seconds: float, error: str | None) -> None:
@@ -145,7 +155,7 @@ class StudyDisplay:
         self._refresh()
 
     def counts(self) -> str:
-        return f" [done {self.n_done}, running {len(self.running)}, failed {self.n_failed}]"
+        return f" [done {self.n_done}, running or queued {len(self.running)}, failed {self.n_failed}]"
 
     def _refresh(self) -> None:
         if self.bar is None:

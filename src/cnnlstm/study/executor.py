@@ -63,6 +63,7 @@ class JobEvents:
 
     on_start: Callable[[Job, str], None] = lambda job, where: None
     on_end: Callable[[Job, float, str | None], None] = lambda job, seconds, error: None
+    on_running: Callable[[dict[str, list[str]]], None] = lambda running: None  # {worker: [task keys]}
     on_step: Callable | None = None  # in-process jobs only: the epoch bar
     on_epoch: Callable | None = None
 
@@ -285,7 +286,8 @@ class DaskExecutor:
                 fut = self._submit(job, root, ds, settings, baselines)
                 futures[fut] = (job, time.perf_counter())
                 pending.add(fut)
-                events.on_start(job, self.where)
+                events.on_start(job, f"the queue of {self.where}")
+            events.on_running(self.running())
             for fut in pending:
                 job, t0 = futures.pop(fut)
                 try:
@@ -308,6 +310,7 @@ class DaskExecutor:
                 else:
                     unpack_folder(job.folder(root), files, FINAL_FILE[job.kind])
                     events.on_end(job, time.perf_counter() - t0, None)
+                events.on_running(self.running())
         except RunError:
             raise
         except Exception as exc:

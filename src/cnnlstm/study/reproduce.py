@@ -326,7 +326,7 @@ class StudySettings:
 
 def job_key(job: Job) -> str:
     """A job's name in logs, progress and the failures record: ``model1-s0``, ``embed model1-s0`` ..."""
-    return job.name if job.kind == "train" else f"{job.kind} {job.name}"
+    return job.name if job.kind in ("train", "explore") else f"{job.kind} {job.name}"
 
 
 def run_job(job: Job, folder: Path, ds: Dataset, settings: StudySettings, *, baseline: dict | None = None,
