@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from cnnlstm.cli import main
 from cnnlstm.config import config_to_dict
@@ -84,6 +87,28 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     assert (out / "explore/stats.json").exists()
     embedded = sorted(p.parent.name for p in out.glob("runs/*/embed.json"))
     assert len(embedded) == 2  # the best baseline and the best hybrid, picked on validation accuracy
+    assert "\n- " in summary  # the claims are Markdown list items
+    assert_summary_is_a_list_in_chromium(out / "report.html", tmp_path / "profile")
+
+
+def assert_summary_is_a_list_in_chromium(html: Path, profile: Path) -> None:
+    """The summary's claims, one per control pair, are a ``<ul>`` as a browser parses the page."""
+    import shutil
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (make test installs it as root)")
+    done = subprocess.run([str(chromium), "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}", "--dump-dom",
+                           html.as_uri()], capture_output=True, text=True, timeout=120)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = done.stdout.split(">Summary</h2>", 1)[1].split("<h2", 1)[0]
+    items = re.findall(r"<li>(.*?)</li>", summary.split("<ul>", 1)[1].split("</ul>", 1)[0], re.S)
+    pairs = [("model1_lstm", "model1"), ("cnn_lstm", "cnn_twin")]
+    assert len(items) == len(pairs) and all(h in i and c in i for (h, c), i in zip(pairs, items)), items
+    assert "<p>- " not in summary  # no list syntax left inside a paragraph
 
 
 def test_unknown_model_or_ablation_is_a_one_line_error(tiny_data_dir, tmp_path, capsys):

@@ -27,5 +27,5 @@ from cnnlstm.reporting.page import (
 )
 from cnnlstm.reporting.sections import build_report
 
-__all__ = ["Code", "Figure", "Figures", "Link", "Paragraph", "Section", "Table", "build_report", "figure_html",
+__all__ = ["BulletList", "Code", "Figure", "Figures", "Link", "Paragraph", "Section", "Table", "build_report", "figure_html",
            "html_table", "markdown_table", "write_report"]

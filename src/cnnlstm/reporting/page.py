@@ -59,6 +59,13 @@ class Paragraph:
 
 
 @dataclass
+class BulletList:
+    """A bulleted list of plain-text items (escaped): ``<ul>`` in HTML, ``- item`` lines in Markdown."""
+
+    items: list[str]
+
+
+@dataclass
 class Table:
     """A table of dict rows.
 
@@ -278,6 +285,8 @@ def _block_html(block, level: int) -> str:
         return _section_html(block, level + 1)
     if isinstance(block, Paragraph):
         return f"<p>{html.escape(block.text)}</p>"
+    if isinstance(block, BulletList):
+        return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, Table):
         return html_table(block.rows, block.columns, block.caption)
     if isinstance(block, Figure):
@@ -352,6 +361,8 @@ def _block_md(block, level: int, base_dir: Path) -> str:
         return _section_md(block, level + 1, base_dir)
     if isinstance(block, Paragraph):
         return block.text
+    if isinstance(block, BulletList):
+        return "\n".join(f"- {item}" for item in block.items)
     if isinstance(block, Table):
         return markdown_table(block.rows, block.columns, block.caption)
     if isinstance(block, Figure):

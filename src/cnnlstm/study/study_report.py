@@ -34,7 +34,7 @@ from cnnlstm.reporting.compare import (
     recipe_differences,
     seed_pair_rows,
 )
-from cnnlstm.reporting.page import Figure, Figures, Paragraph, Section, Table, write_report
+from cnnlstm.reporting.page import BulletList, Figure, Figures, Paragraph, Section, Table, write_report
 from cnnlstm.reporting.references import REFERENCES, Reference
 from cnnlstm.runs import read_json
 from cnnlstm.study.reproduce import ABLATIONS, CONTROL_PAIRS, FLAGSHIP, FLAGSHIP_FAMILY, Job, StudyPreset, collect_runs
@@ -205,12 +205,15 @@ def flagship_vs_published(models: dict[str, dict]) -> str | None:
 
 
 def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, Comparison],
-                 preset: StudyPreset) -> list[str]:
-    """Plain sentences, each backed by an interval: what the LSTM adds, the flagship, the ablations."""
-    lines = []
+                 preset: StudyPreset) -> list[str | list[str]]:
+    """Plain sentences, each backed by an interval: what the LSTM adds, the flagship, the ablations.
+
+    A list among them is a bulleted list (one claim per control pair).
+    """
+    lines: list[str | list[str]] = []
     if comparisons:
         lines.append("What the LSTM adds, each hybrid against its control at the same recipe and schedule:")
-        lines += [f"- {claim(cmp, diffs)}" for _, _, cmp, diffs in comparisons]
+        lines.append([claim(cmp, diffs) for _, _, cmp, diffs in comparisons])
     if (text := flagship_vs_published(models)) is not None:
         lines.append(text)
     if ablation_cmp:
@@ -331,7 +334,8 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
     comparisons = control_comparisons(models)
     ablation_cmp = ablation_comparisons(ablations)
     one, two = published_tables(models)
-    sections = [Section("Summary", [Paragraph(t) for t in summary_text(models, comparisons, ablation_cmp, preset)]
+    sections = [Section("Summary", [BulletList(t) if isinstance(t, list) else Paragraph(t)
+                                    for t in summary_text(models, comparisons, ablation_cmp, preset)]
                         + [Paragraph(HOW_TO_READ)] + dataset_warning(ds))]
     rows = control_rows(models, comparisons)
     if rows:
