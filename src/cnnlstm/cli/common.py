@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from cnnlstm.data import Dataset, load_dataset
-from cnnlstm.errors import ConfigError, DatasetError
+from cnnlstm.errors import DatasetError
 
 DATA_NOTE = ("By default the data are loaded the way the run was trained (its config.json's data_dir, "
              "download and verify); --data-dir, --no-download and --no-verify override that.")
@@ -83,14 +83,6 @@ def add_tsne_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds sampling, PCA and openTSNE")
     p.add_argument("--jobs", type=int, default=-1, metavar="N",
                    help="openTSNE threads (-1 = all cores, or 1 below 5,000 points)")
-
-
-def check_tsne_args(args) -> None:
-    """One-line errors for t-SNE flags argparse cannot check alone."""
-    if not args.perplexity > 0:
-        raise ConfigError(f"--perplexity must be > 0, got {args.perplexity}")
-    if args.jobs == 0:
-        raise ConfigError("--jobs must be -1 (all cores) or >= 1")
 
 
 # --------------------------------------------------------------------------- data
