@@ -351,7 +351,9 @@ def _scheduler_lost(exc: BaseException | None) -> bool:
     except ImportError:  # pragma: no cover
         CommClosedError = OSError  # noqa: N806
     names = {type(exc).__name__ for exc in _chain(exc)}
-    return bool(names & {"CommClosedError", "CancelledError", "TimeoutError", "StreamClosedError"}) or any(
+    # A job's own errors (a NaN loss, a damaged checkpoint) are never taken for a lost scheduler:
+    # only the comm layer's. A cancelled future is judged by the caller with the client's status.
+    return bool(names & {"CommClosedError", "StreamClosedError"}) or any(
         isinstance(e, (CommClosedError, ConnectionError)) for e in _chain(exc))
 
 
