@@ -168,16 +168,21 @@ def tiny_cfg(**kw):
 
 
 # the reliability tests' run folders (tests/reliability/)
+def tiny_model1_run_config(data_dir: Path, epochs: int):
+    """model1 on the tiny synthetic data, one CPU thread, batch 16."""
+    from cnnlstm.config import resolve_train_config
+
+    return resolve_train_config("model1", overrides=dict(
+        data_dir=str(data_dir), verify=False, device="cpu", threads=1, epochs=epochs, batch_size=16, val_size=40))
+
+
 @pytest.fixture
 def half_run(tiny_data_dir, tmp_path) -> Path:
     """A run folder of 2 epochs that stopped after epoch 1 (so ``--resume`` has work to do)."""
-    from cnnlstm.config import resolve_train_config
     from cnnlstm.data import load_dataset
     from cnnlstm.study.experiment import train_run
 
-    cfg = resolve_train_config("model1", overrides=dict(
-        data_dir=str(tiny_data_dir), verify=False, device="cpu", threads=1, epochs=2, batch_size=16,
-        val_size=40))
+    cfg = tiny_model1_run_config(tiny_data_dir, epochs=2)
     run = tmp_path / "half"
     with pytest.raises(Stop):
         train_run(cfg, run, load_dataset(tiny_data_dir, verify=False), evaluate=False, on_epoch=stop_after(1))
@@ -187,13 +192,10 @@ def half_run(tiny_data_dir, tmp_path) -> Path:
 @pytest.fixture
 def done_run(tiny_data_dir, tmp_path) -> Path:
     """A finished 1-epoch run evaluated without figures: ``--resume`` only re-evaluates it."""
-    from cnnlstm.config import resolve_train_config
     from cnnlstm.data import load_dataset
     from cnnlstm.study.experiment import evaluate_run, train_run
 
-    cfg = resolve_train_config("model1", overrides=dict(
-        data_dir=str(tiny_data_dir), verify=False, device="cpu", threads=1, epochs=1, batch_size=16,
-        val_size=40))
+    cfg = tiny_model1_run_config(tiny_data_dir, epochs=1)
     run = tmp_path / "done"
     ds = load_dataset(tiny_data_dir, verify=False)
     train_run(cfg, run, ds, evaluate=False)

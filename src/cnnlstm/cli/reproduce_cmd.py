@@ -108,6 +108,7 @@ class StudyDisplay:
         self.total = self.done = 0.0
         self.n_done = self.n_failed = 0
         self.running: dict[str, str] = {}  # job -> where it runs
+        self.last_running = ""  # the last "running now" line, so an unchanged one is not repeated
         self.bar = self.overall = self.epoch_task = None
         self.log = logging.getLogger("cnnlstm.study.reproduce")
 
@@ -121,8 +122,8 @@ class StudyDisplay:
         """Which worker runs which job now (a Dask cluster's answer; the others are queued)."""
         now = "; ".join(f"{worker}: {', '.join(k.rsplit('-', 1)[0] for k in keys)}"
                         for worker, keys in sorted(running.items()))
-        if now and now != getattr(self, "_last_running", None):
-            self._last_running = now
+        if now and now != self.last_running:
+            self.last_running = now
             self.log.info("running now: %s", now)
 
     def _start_bar(self) -> None:

@@ -99,7 +99,7 @@ def unpack_folder(folder: Path, files: dict[str, bytes], final: str | None = Non
 
 def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: StudySettings,
                    baseline: dict | None, version: str) -> dict[str, bytes]:
-    """What a Dask worker runs: one job in local scratch, its folder's files returned.
+    """What a Dask worker runs: one job in local scratch; the files it wrote or changed are returned.
 
     Parameters
     ----------
@@ -124,7 +124,9 @@ def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: Stu
         folder = job.folder(Path(scratch))
         unpack_folder(folder, files)
         run_job(job, folder, ds, settings, baseline=baseline)
-        return pack_folder(folder)
+        # Only what the job wrote or changed travels back (an embedding returns its few files, not
+        # the run's checkpoints it was sent); the job's final file is always among them.
+        return {rel: data for rel, data in pack_folder(folder).items() if files.get(rel) != data}
 
 
 # --------------------------------------------------------------------------- executors

@@ -21,7 +21,7 @@ from cnnlstm.config import TrainConfig
 from cnnlstm.data import Dataset
 from cnnlstm.device import resolve_device
 from cnnlstm.errors import RunError
-from cnnlstm.runs import load_run_config, load_run_model, weights_path
+from cnnlstm.runs import load_run_config, load_run_model
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class OpenRun:
         Its ``config.json``.
     device : torch.device
         Where the model runs: the caller's choice, else the run's ``device`` setting.
-    model : torch.nn.Module or None
-        The chosen weights in eval mode on ``device`` (None when opened with ``load_model=False``).
+    model : torch.nn.Module
+        The chosen weights in eval mode on ``device``.
     test_images : np.ndarray
         uint8 (N, H, W): the run's test images (the first ``limit_test`` when the run set one).
     test_labels : np.ndarray
@@ -47,7 +47,7 @@ class OpenRun:
     path: Path
     config: TrainConfig
     device: torch.device
-    model: torch.nn.Module | None
+    model: torch.nn.Module
     test_images: np.ndarray
     test_labels: np.ndarray
 
@@ -62,8 +62,7 @@ def check_dataset_matches(cfg: TrainConfig, ds: Dataset) -> None:
         raise RunError(f"the run was trained on verified Fashion-MNIST but {ds.source} is not")
 
 
-def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: str | None = None,
-             load_model: bool = True) -> OpenRun:
+def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: str | None = None) -> OpenRun:
     """Config -> dataset check -> device -> test limit -> weights, for one finished run.
 
     Parameters
@@ -76,10 +75,6 @@ def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: s
         ``best.pt`` or ``checkpoint.pt``.
     device : str, optional
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; default the run's own ``device`` setting.
-    load_model : bool, default True
-        False checks that the weights exist but leaves loading them to the caller (training's
-        evaluation builds its model with the run's seed instead).
-
     Raises
     ------
     RunError
@@ -90,10 +85,6 @@ def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: s
     check_dataset_matches(cfg, ds)
     dev = resolve_device(device or cfg.device)
     n_test = cfg.limit_test or len(ds.test_labels)
-    model = None
-    if load_model:
-        model, _ = load_run_model(run_dir, which, dev, image_size=ds.train_images.shape[1])
-    else:
-        weights_path(run_dir, which)
+    model, _ = load_run_model(run_dir, which, dev, image_size=ds.train_images.shape[1])
     return OpenRun(path=run_dir, config=cfg, device=dev, model=model, test_images=ds.test_images[:n_test],
                    test_labels=ds.test_labels[:n_test].astype(np.int64))
