@@ -76,7 +76,7 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown variant {unknown[0]!r}")
     ds = load_dataset(download=False)
-    x = to_tensor(ds.train_images[:args.images])
+    x = to_tensor(ds.train_images[:args.images], norm=ds.norm)
     y = torch.as_tensor(ds.train_labels[:args.images], dtype=torch.int64)
     rates: dict[str, list[float]] = {n: [] for n in names}
     peaks = []

@@ -105,7 +105,7 @@ class AccuracyProbe:
 
     def __init__(self, cfg, ds: Dataset, run_dir: Path, device: torch.device):
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
-        self.test_x = to_tensor(ds.test_images, device)
+        self.test_x = to_tensor(ds.test_images, device, norm=ds.norm)
         self.test_y = ds.test_labels
         self.model = None
         self.train_seconds = 0.0

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import PIXEL_MEAN, PIXEL_STD, load_dataset, to_tensor
+from cnnlstm.data import FASHION_NORM, PIXEL_MEAN, PIXEL_STD, load_dataset, to_tensor
 from cnnlstm.models import create_model
 from cnnlstm.training.loop import TrainState, build_loss, epoch_permutation, train_steps
 from cnnlstm.training.optim import build_optimizer, build_scheduler
@@ -116,7 +116,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ds = load_dataset(download=False)
     images, labels = ds.train_images[:args.images], ds.train_labels[:args.images]
-    x, y = to_tensor(images), torch.as_tensor(labels)
+    x, y = to_tensor(images, norm=FASHION_NORM), torch.as_tensor(labels)
     batches = [int(b) for b in args.batches.split(",")]
     results = {"tutorial (batch 64)": [], **{f"cnnlstm (batch {b})": [] for b in batches}}
     loader_only = []

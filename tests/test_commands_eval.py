@@ -229,7 +229,7 @@ def test_embed_writes_embedding_and_features_and_is_seeded(run_copy, study, caps
     from cnnlstm.runs import load_run_model
 
     model, _ = load_run_model(a, "best", "cpu")
-    feats = model.forward_features(to_tensor(study["ds"].test_images)).detach().numpy()
+    feats = model.forward_features(to_tensor(study["ds"].test_images, norm=study["ds"].norm)).detach().numpy()
     assert np.allclose(pred["features"], feats, rtol=1e-2, atol=1e-2)
 
 

@@ -68,9 +68,10 @@ def _run_dataset(cfg: TrainConfig, data) -> Dataset:
         return data(cfg)
     if data is not None:
         return data
-    from cnnlstm.data import load_dataset
+    from cnnlstm.data import load_data
 
-    return load_dataset(cfg.data_dir, download=cfg.download, verify=cfg.verify)
+    return load_data(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, download=cfg.download,
+                     verify=cfg.verify)
 
 
 def _finished_run(run_dir: str | Path, which: str = "best", device: str | None = None) -> tuple[Path, TrainConfig]:

@@ -50,9 +50,11 @@ class TrainConfig:
     model: str = "cnn_lstm"  # a name from `cnnlstm models`
     model_args: dict = field(default_factory=dict)  # keyword arguments of the model builder
     # -- data
-    data_dir: str | None = None  # folder with the four IDX files; None = search the usual places
-    download: bool = True  # download Fashion-MNIST when no local copy is found
-    verify: bool = True  # require Fashion-MNIST's SHA-256 (off for other IDX datasets)
+    data: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | an .npz file | a folder of class folders
+    image_size: int = 0  # image folders: resize every image to this square side (0 = their own size)
+    data_dir: str | None = None  # IDX datasets: folder with the four files; None = search the usual places
+    download: bool = True  # download an IDX dataset when no local copy is found
+    verify: bool = True  # require an IDX dataset's published checksums (off for other IDX files)
     val_size: int = 5000  # images held out of train (stratified) for validation and early stopping
     limit_train: int = 0  # use only the first N training images after the split (0 = all)
     limit_test: int = 0  # evaluate on only the first N test images (0 = all)
@@ -103,7 +105,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        non_negative = ("val_size", "limit_train", "limit_test", "weight_decay", "shift", "patience",
+        non_negative = ("image_size", "val_size", "limit_train", "limit_test", "weight_decay", "shift", "patience",
                         "threads", "warmup_epochs", "grad_clip", "svm_c", "svm_penalty", "momentum")
         for name in non_negative:
             if getattr(self, name) < 0:

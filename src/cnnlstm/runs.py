@@ -353,7 +353,26 @@ def _process_alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------- reading runs
 
-DEFAULT_IMAGE_SIZE = 28  # Fashion-MNIST's side; checkpoints do not record it
+DEFAULT_IMAGE_SIZE = 28  # Fashion-MNIST's side; checkpoints do not record it, dataset.json does
+DATASET_FILE = "dataset.json"  # what a run trained on: Dataset.describe() (runs before it: Fashion-MNIST)
+
+
+def read_run_dataset(run_dir: str | Path) -> dict | None:
+    """A run's ``dataset.json`` (spec, checksum, classes, channels, size, normalisation), or None
+    for a run written before runs recorded it (those trained on Fashion-MNIST, 28x28 grey)."""
+    path = Path(run_dir) / DATASET_FILE
+    if not path.is_file():
+        return None
+    desc = read_json(path)
+    if not isinstance(desc, dict):
+        raise RunError(f"{path}: not a dataset description")
+    return desc
+
+
+def run_image_shape(run_dir: str | Path) -> tuple[int, int]:
+    """``(image_size, channels)`` a run's model reads, from ``dataset.json`` (28, 1 without one)."""
+    desc = read_run_dataset(run_dir) or {}
+    return int(desc.get("image_size", DEFAULT_IMAGE_SIZE)), int(desc.get("channels", 1))
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -406,7 +425,8 @@ def load_run_weights(model: torch.nn.Module, run_dir: str | Path, which: str = "
 
 
 def load_run_model(run_dir: str | Path, which: str = "best", device: Any = "cpu", *,
-                   image_size: int = DEFAULT_IMAGE_SIZE) -> tuple[torch.nn.Module, TrainConfig]:
+                   image_size: int | None = None, in_channels: int | None = None
+                   ) -> tuple[torch.nn.Module, TrainConfig]:
     """A trained run's model with its weights, in eval mode on ``device``, and its config.
 
     The model is built with :func:`cnnlstm.models.create_model` and then overwritten by the
@@ -420,8 +440,9 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: Any = "cpu"
     which : {"best", "last"}
         ``best.pt`` (best validation epoch) or ``checkpoint.pt`` (last epoch).
     device : str or torch.device
-    image_size : int, default 28
-        Side of the square images the run trained on.
+    image_size, in_channels : int, optional
+        Side and channels of the images the run trained on; default what its ``dataset.json``
+        says (28 and 1 for runs without one).
 
     Returns
     -------
@@ -436,12 +457,14 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: Any = "cpu"
     from cnnlstm.models import create_model
 
     cfg = load_run_config(run_dir)
+    size, channels = run_image_shape(run_dir)
     path = weights_path(run_dir, which)
     state = load_checkpoint(path, map_location=device)["model"]
     weight = state.get("head.weight")  # (num_classes, feature_dim)
     if weight is None or weight.ndim != 2:
         raise RunError(f"{path}: no classifier head (head.weight) in the checkpoint")
-    model = create_model(cfg.model, num_classes=int(weight.shape[0]), image_size=image_size, **cfg.model_args)
+    model = create_model(cfg.model, num_classes=int(weight.shape[0]), image_size=image_size or size,
+                         in_channels=in_channels or channels, **cfg.model_args)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -138,3 +138,14 @@ def test_describe_lists_the_parameters():
     shot = rows[0]
     assert shot["levels"] == [60, 25, 12, 5, 3] and shot["severity_applies"]
     assert rows[-1]["levels"] is None
+
+
+@pytest.mark.parametrize("name", ["rotate", "motion_blur", "impulse_noise", "glass_blur"])
+def test_colour_channels_share_every_draw(name):
+    """An RGB image whose three channels are equal stays so: the channels see the same draws."""
+    grey = np.random.default_rng(0).integers(0, 256, size=(4, 16, 16), dtype=np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    out = corr.corrupt_seeded(rgb, name, 3, seed=1)
+    assert out.shape == rgb.shape
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert np.array_equal(out[..., 0], corr.corrupt_seeded(grey, name, 3, seed=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import struct
@@ -130,7 +131,7 @@ def test_download_is_atomic_and_checked(tmp_path, monkeypatch):
     served = gzip.compress(idx_bytes(np.zeros((5, 28, 28), np.uint8)))
     src = tmp_path / "mirror.gz"
     src.write_bytes(served)
-    monkeypatch.setattr(data, "UPSTREAM_URL", src.as_uri())
+    monkeypatch.setattr(data, "FASHION_MNIST", dataclasses.replace(data.FASHION_MNIST, url=src.as_uri()))
     dest = tmp_path / "cache"
     with pytest.raises(DatasetError, match="wrong mirror"):
         data.download_fashion_mnist(dest)

@@ -29,6 +29,6 @@ def test_split_rejects_bad_size():
 def test_to_tensor_normalises():
     import torch
 
-    x = data.to_tensor(np.full((2, 28, 28), 255, np.uint8))
+    x = data.to_tensor(np.full((2, 28, 28), 255, np.uint8), norm=data.FASHION_NORM)
     assert x.shape == (2, 1, 28, 28) and x.dtype == torch.float32
     assert torch.allclose(x, torch.full_like(x, (1 - data.PIXEL_MEAN) / data.PIXEL_STD))

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import PIXEL_MEAN, PIXEL_STD, load_dataset, to_tensor
+from cnnlstm.data import load_dataset, to_tensor
 from cnnlstm.deploy import export as E
 from cnnlstm.deploy.images import load_image
 from cnnlstm.deploy.predict import load_predictor, predict_files
@@ -43,7 +43,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def test_probability_model_is_softmax_of_the_classifier(runs):
     run = load_predictor(runs["model1"])
-    x = to_tensor(ARRAYS["test_images"][:4])
+    x = to_tensor(ARRAYS["test_images"][:4], norm=run.norm)
     with torch.no_grad():
         probs = E.ProbabilityModel(run.model).eval()(x)
         expected = torch.softmax(run.model(x), dim=1)
@@ -60,7 +60,7 @@ def test_export_agrees_with_pytorch(runs, tmp_path, model, fmt):
     run = load_predictor(runs[model])
     module = E.ProbabilityModel(run.model).eval()
     for n in (1, 7):
-        x = to_tensor(ARRAYS["test_images"][10:10 + n]).numpy()
+        x = to_tensor(ARRAYS["test_images"][10:10 + n], norm=run.norm).numpy()
         with torch.no_grad():
             expected = module(torch.from_numpy(x)).numpy()
         got = E.run_exported(result.path, fmt, x)
@@ -73,7 +73,8 @@ def test_card_documents_preprocessing_and_is_embedded(runs, tmp_path, fmt):
     result = E.export_run(runs["model1"], fmt, out=tmp_path / "m")
     card = json.loads(result.card.read_text())
     assert result.card == tmp_path / "m.json"
-    assert card["preprocessing"]["mean"] == PIXEL_MEAN and card["preprocessing"]["std"] == PIXEL_STD
+    norm = load_predictor(runs["model1"]).norm  # the training split's, recorded in dataset.json
+    assert card["preprocessing"]["mean"] == norm.mean[0] and card["preprocessing"]["std"] == norm.std[0]
     assert card["input"]["shape"] == ["N", 1, 28, 28] and card["output"]["shape"] == ["N", 10]
     assert card["classes"] == [f"class {i}" for i in range(10)]  # from the run's metrics.json
     assert "border" in card["preprocessing"]["invert"] and card["check"]["max_abs_diff"] <= 1e-5

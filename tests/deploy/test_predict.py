@@ -197,7 +197,7 @@ def test_white_background_photo_gets_the_raw_images_prediction(tmp_path, loaded)
     by_raw = [r.top for r in predict_files(loaded, raw_paths, topk=1)]
     by_big = [r.top for r in predict_files(loaded, big_paths, topk=1)]
     assert [t[0]["label"] for t in by_big] == [t[0]["label"] for t in by_raw]
-    direct = predict_probs(loaded.model, to_tensor(raws)).argmax(1)
+    direct = predict_probs(loaded.model, to_tensor(raws, norm=loaded.norm)).argmax(1)
     assert [t[0]["label"] for t in by_raw] == direct.tolist()
     for raw, path in zip(raws, big_paths):  # the white margin is the background: trimmed away exactly
         assert np.abs(I.load_image(path).astype(float) - raw).mean() / 255 / PIXEL_STD < 0.08  # measured 0.047
@@ -218,7 +218,7 @@ def test_real_test_images_survive_the_catalogue_photo_round_trip(tmp_path):
         diffs.append(np.abs(I.load_image(paths[-1]).astype(float) - raw).mean() / 255 / PIXEL_STD)
     # measured: mean 0.05 (90th percentile 0.07); centring a pixel off gives 0.16, no trim > 0.3
     assert np.mean(diffs) < 0.08 and np.percentile(diffs, 90) < 0.12
-    by_raw = predict_probs(run.model, to_tensor(raws)).argmax(1)
+    by_raw = predict_probs(run.model, to_tensor(raws, norm=run.norm)).argmax(1)
     by_big = np.array([r.top[0]["label"] for r in predict_files(run, paths, topk=1)])
     assert (by_big == by_raw).mean() >= 0.9  # measured 0.95 with a ~75% model
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlstm.data import Dataset, load_dataset
+from cnnlstm.data import Dataset, load_data
 from cnnlstm.errors import DatasetError
 
-DATA_NOTE = ("By default the data are loaded the way the run was trained (its config.json's data_dir, "
-             "download and verify); --data-dir, --no-download and --no-verify override that.")
+DATA_NOTE = ("By default the data are loaded the way the run was trained (its config.json's data, image_size, "
+             "data_dir, download and verify); the data flags override that.")
 
 
 # --------------------------------------------------------------------------- argument types
@@ -89,13 +89,18 @@ def add_tsne_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="SPEC", default=None,
+                   help="fashion-mnist (default), mnist, kmnist, an .npz file (x_train, y_train, x_test, y_test), "
+                        "or a folder of class folders (DIR/<class>/*.png, or DIR/train/... and DIR/test/...)")
+    p.add_argument("--image-size", metavar="N", type=int_at_least(1, "a side of at least 1 pixel"), default=None,
+                   help="image folders: resize every image to NxN (default: their own size, which must be one)")
     p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="folder with the four IDX files (.gz or raw); default: search $CNNLSTM_DATA, "
                         "the user cache, /usr/share/datasets/fashion-mnist, then download")
     p.add_argument("--no-download", dest="download", action="store_false", default=True,
                    help="never download; fail with instructions when no local copy exists")
     p.add_argument("--no-verify", dest="verify", action="store_false", default=True,
-                   help="skip the Fashion-MNIST checksum (to load another IDX dataset, e.g. digit MNIST)")
+                   help="skip the IDX dataset's published checksums (to load other files of that layout)")
 
 
 def download_progress(quiet: bool):
@@ -119,10 +124,12 @@ def download_progress(quiet: bool):
     return progress
 
 
-def load_data_for_cli(args, *, data_dir=None, download=None, verify=None) -> Dataset:
+def load_data_for_cli(args, *, data=None, image_size=None, data_dir=None, download=None, verify=None) -> Dataset:
     """Load the dataset as the data flags (or explicit overrides) ask."""
-    return load_dataset(
-        data_dir if data_dir is not None else getattr(args, "data_dir", None),
+    return load_data(
+        data or getattr(args, "data", None) or "fashion-mnist",
+        image_size=image_size if image_size is not None else (getattr(args, "image_size", None) or 0),
+        data_dir=data_dir if data_dir is not None else getattr(args, "data_dir", None),
         download=getattr(args, "download", True) if download is None else download,
         verify=getattr(args, "verify", True) if verify is None else verify,
         progress=download_progress(getattr(args, "quiet", False)))
@@ -132,7 +139,8 @@ def load_run_data(args, cfg, run_dir: Path) -> Dataset:
     """The dataset of a run: its saved data settings, overridden by explicit data flags."""
     data_dir = args.data_dir if args.data_dir is not None else cfg.data_dir
     try:
-        return load_data_for_cli(args, data_dir=data_dir, download=args.download and cfg.download,
+        return load_data_for_cli(args, data=args.data or cfg.data, image_size=args.image_size or cfg.image_size,
+                                 data_dir=data_dir, download=args.download and cfg.download,
                                  verify=args.verify and cfg.verify)
     except DatasetError as exc:
         if args.data_dir is None and cfg.data_dir is not None:

@@ -17,7 +17,10 @@ def add_parser(sub) -> None:
                     "/usr/share/datasets/fashion-mnist, else download), verify the SHA-256 of the "
                     "decompressed files, and print the source, per-split counts and class balance.",
         examples="  cnnlstm data\n  cnnlstm data --no-download\n"
-                 "  cnnlstm data --data-dir ~/mnist --no-verify   # another IDX dataset of the same layout\n")
+                 "  cnnlstm data --data-dir ~/mnist --no-verify   # another IDX dataset of the same layout\n"
+                 "  cnnlstm data --data mnist --data-dir ~/mnist   # digit MNIST, checked against its MD5s\n"
+                 "  cnnlstm data --data ~/pets --image-size 32     # a folder of class folders, resized to 32x32\n"
+                 "  cnnlstm data --data arrays.npz                 # x_train, y_train, x_test, y_test\n")
     add_data_flags(p)
     p.set_defaults(func=run)
 
@@ -25,11 +28,17 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     ds = load_data_for_cli(args)
     console = Console()
+    console.print(f"dataset: {ds.name}")
     console.print(f"source: {ds.source}")
-    status = "verified (SHA-256 of the decompressed files match Fashion-MNIST)" if ds.verified else "NOT verified"
+    status = f"verified (the published checksums of {ds.name} match)" if ds.verified else "NOT verified"
     console.print(f"checksums: {status}")
-    console.print(f"image size: {ds.train_images.shape[1]}x{ds.train_images.shape[2]}, "
-                  f"train {len(ds.train_labels):,}, test {len(ds.test_labels):,}")
+    console.print(f"arrays: SHA-256 {ds.checksum[:16]}..., recorded by every run trained on them")
+    console.print(f"images: {ds.image_size}x{ds.image_size}, {'RGB' if ds.channels == 3 else 'greyscale'}, "
+                  f"train {len(ds.train_labels):,}, test {len(ds.test_labels):,}"
+                  + (f" ({ds.split})" if ds.split else ""))
+    console.print(f"normalisation (train split): mean {', '.join(f'{m:.4f}' for m in ds.norm.mean)}; "
+                  f"std {', '.join(f'{s:.4f}' for s in ds.norm.std)}")
+    console.print(f"horizontal flips {'keep' if ds.flip_preserves_labels else 'change'} the labels")
     table = Table(title="class distribution")
     table.add_column("label", justify="right")
     table.add_column("name")

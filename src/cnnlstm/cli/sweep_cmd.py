@@ -122,7 +122,8 @@ def run_worker(args) -> int:
         heartbeat_interval=args.heartbeat, grace_period=args.grace, max_retry=args.max_retry, prune=args.prune)
     base = S.base_config(settings)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_data_for_cli(args, data_dir=base.data_dir, download=base.download, verify=base.verify)
+    ds = load_data_for_cli(args, data=base.data, image_size=base.image_size, data_dir=base.data_dir,
+                           download=base.download, verify=base.verify)
     from cnnlstm.training.loop import TrainingInterrupted
 
     try:

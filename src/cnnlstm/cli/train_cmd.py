@@ -130,12 +130,14 @@ def run(args) -> int:
             cfg = resolve_from_args(args)
             run_dir = Path(args.out) if args.out else default_run_dir(cfg.model)
         if cfg is not None:
-            ds = load_data_for_cli(args, data_dir=cfg.data_dir, download=cfg.download, verify=cfg.verify)
+            ds = load_data_for_cli(args, data=cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir,
+                                   download=cfg.download, verify=cfg.verify)
         else:
             from cnnlstm.runs import load_run_config
 
             saved = load_run_config(run_dir)
-            ds = load_data_for_cli(args, data_dir=saved.data_dir, download=saved.download, verify=saved.verify)
+            ds = load_data_for_cli(args, data=saved.data, image_size=saved.image_size, data_dir=saved.data_dir,
+                                   download=saved.download, verify=saved.verify)
         quiet = args.quiet or dist.rank != 0
         with training_display(quiet) as display:
             result = _train(args, cfg, run_dir, ds, dist, display)

@@ -27,7 +27,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-NEAR_THRESHOLD = 1.0  # L2 distance on [0, 1] pixels (see the module docstring)
+NEAR_THRESHOLD = 1.0  # L2 distance on [0, 1] pixels of a 28x28 grey image (see the module docstring)
+NEAR_RMS = 1.0 / 28.0  # the same as a root-mean-square difference per pixel value: any size or channels
 PCA_DIMS = 50  # components kept for the candidate filter
 TREE_DIMS = 8  # components the KD-tree indexes (more make the tree slower than the extra pruning)
 PCA_FIT_SAMPLES = 10_000  # images the PCA is fitted on (a seeded sample)
@@ -38,9 +39,19 @@ _OVERLAP_CACHE: dict[tuple, np.ndarray] = {}
 
 def _flat(images) -> np.ndarray:
     images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"images must be (N, H, W), got shape {images.shape}")
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images must be (N, H, W) or (N, H, W, C), got shape {images.shape}")
     return images.reshape(len(images), -1)
+
+
+def near_threshold(images) -> float:
+    """The near-duplicate L2 distance for images of this shape: RMS :data:`NEAR_RMS` per value.
+
+    ``1.0`` for a 28x28 greyscale image (:data:`NEAR_THRESHOLD`), so Fashion-MNIST keeps its
+    calibrated threshold and other sizes and channel counts get the same per-pixel tolerance.
+    """
+    values = int(np.prod(np.asarray(images).shape[1:]))
+    return 1.0 if values == 784 else float(NEAR_RMS * np.sqrt(values))
 
 
 def image_digests(images) -> list[bytes]:
@@ -114,7 +125,7 @@ def _sq_dist(a: np.ndarray, b: np.ndarray, chunk: int = 200_000) -> np.ndarray:
     return out
 
 
-def near_duplicate_pairs(images, other=None, *, threshold: float = NEAR_THRESHOLD,
+def near_duplicate_pairs(images, other=None, *, threshold: float | None = None,
                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of different images at pixel distance ``0 < d <= threshold`` ([0, 1] units).
 
@@ -124,7 +135,8 @@ def near_duplicate_pairs(images, other=None, *, threshold: float = NEAR_THRESHOL
         ``(N, H, W)`` uint8.
     other : np.ndarray, optional
         ``(M, H, W)`` uint8: find pairs across the two sets instead of within ``images``.
-    threshold : float, default 1.0
+    threshold : float, optional
+        Default :func:`near_threshold` of the images (1.0 for 28x28 grey).
     seed : int
         Seeds the PCA's fitting sample.
 
@@ -136,6 +148,7 @@ def near_duplicate_pairs(images, other=None, *, threshold: float = NEAR_THRESHOL
     distances : np.ndarray
         ``(K,)`` float64 pixel distances.
     """
+    threshold = near_threshold(images) if threshold is None else threshold
     raw_x = _flat(images)
     raw_y = None if other is None else _flat(other)
     x = raw_x.astype(np.float32) / 255.0
@@ -187,7 +200,7 @@ def _label_conflicts(exact: dict, near: dict, train_labels, test_labels) -> list
 
 
 def audit_dataset(train_images, train_labels, test_images, test_labels, *,
-                  threshold: float = NEAR_THRESHOLD, seed: int = 0) -> dict:
+                  threshold: float | None = None, seed: int = 0) -> dict:
     """Exact and near duplicates within train, within test and across, as JSON-ready values.
 
     Parameters
@@ -195,8 +208,8 @@ def audit_dataset(train_images, train_labels, test_images, test_labels, *,
     train_images, test_images : np.ndarray
         ``(N, H, W)`` uint8.
     train_labels, test_labels : array-like of int
-    threshold : float, default 1.0
-        Near-duplicate distance (L2 on [0, 1] pixels).
+    threshold : float, optional
+        Near-duplicate distance (L2 on [0, 1] pixels); default :func:`near_threshold`.
     seed : int
 
     Returns
@@ -213,6 +226,7 @@ def audit_dataset(train_images, train_labels, test_images, test_labels, *,
     n_train = len(train_images)
     exact = {"train": exact_duplicate_groups(train_images), "test": exact_duplicate_groups(test_images),
              "train_test": [list(p) for p in exact_cross_pairs(train_images, test_images)]}
+    threshold = near_threshold(train_images) if threshold is None else threshold
     pairs, dist = near_duplicate_pairs(np.concatenate([train_images, test_images]), threshold=threshold,
                                        seed=seed)
     near = _split_pairs(pairs, dist, n_train)
@@ -240,7 +254,7 @@ def audit_dataset(train_images, train_labels, test_images, test_labels, *,
             "test_overlapping_train": overlap, "seconds": float(seconds)}
 
 
-def train_test_overlap(train_images, test_images, *, threshold: float = NEAR_THRESHOLD,
+def train_test_overlap(train_images, test_images, *, threshold: float | None = None,
                        seed: int = 0) -> np.ndarray:
     """Sorted indices of the test images with an exact or near duplicate in the training set.
 
@@ -253,6 +267,7 @@ def train_test_overlap(train_images, test_images, *, threshold: float = NEAR_THR
     np.ndarray
         int64 test indices.
     """
+    threshold = near_threshold(train_images) if threshold is None else threshold
     key = (hashlib.blake2b(np.ascontiguousarray(train_images).tobytes(), digest_size=16).hexdigest(),
            hashlib.blake2b(np.ascontiguousarray(test_images).tobytes(), digest_size=16).hexdigest(),
            np.asarray(train_images).shape, np.asarray(test_images).shape, float(threshold), int(seed))

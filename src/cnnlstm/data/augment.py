@@ -193,6 +193,8 @@ def random_erase(
     mask = inside & (u[4] < p).view(b, 1, 1, 1)
     if value == "mean":
         fill = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1): each sample's own mean
+    elif isinstance(value, tuple):
+        fill = torch.tensor(value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)  # (1, C, 1, 1)
     else:
         fill = torch.tensor(float(value), dtype=x.dtype, device=x.device)
     return torch.where(mask, fill, x)
@@ -214,15 +216,16 @@ class Augment:
         Largest translation in pixels per axis (0 = off).
     erase : float
         Per-sample probability of random erasing (0 = off).
-    fill : float
-        Value for pixels shifted in and for erased rectangles, in the batch's (normalised) units.
+    fill : float or tuple of float
+        Value for pixels shifted in and for erased rectangles, in the batch's (normalised) units;
+        a tuple gives one value per channel.
     """
 
     flip_h: float = 0.0
     flip_v: float = 0.0
     shift: int = 0
     erase: float = 0.0
-    fill: float = 0.0
+    fill: float | tuple[float, ...] = 0.0
 
     def __post_init__(self) -> None:
         for key in ("flip_h", "flip_v", "erase"):
@@ -240,7 +243,11 @@ class Augment:
             return x  # fast path: no copy, no random draws
         if self.flip_h or self.flip_v:
             x = random_flip(x, self.flip_h, self.flip_v, generator)
-        if self.shift:
+        if self.shift and isinstance(self.fill, tuple):
+            # per-channel fill: shift the offset from black with fill 0, then add black back
+            black = torch.tensor(self.fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)  # (1, C, 1, 1)
+            x = random_shift(x - black, self.shift, generator, fill=0.0) + black
+        elif self.shift:
             x = random_shift(x, self.shift, generator, fill=self.fill)
         if self.erase:
             x = random_erase(x, self.erase, generator, value=self.fill)

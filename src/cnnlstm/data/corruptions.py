@@ -37,6 +37,7 @@ saturate       (gain, shift) applied to all three HSV channels ``[(.3,0), (.1,0)
 from __future__ import annotations
 
 import colorsys
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -367,7 +368,8 @@ def corrupt(images: np.ndarray, name: str, severity: int, rng: np.random.Generat
     Parameters
     ----------
     images : np.ndarray
-        ``(N, H, W)`` uint8 (the turns need square images).
+        ``(N, H, W)`` or ``(N, H, W, C)`` uint8 (the turns need square images); colour channels
+        share every random draw (see the code).
     name : str
         One of :func:`list_corruptions`.
     severity : int
@@ -390,13 +392,19 @@ def corrupt(images: np.ndarray, name: str, severity: int, rng: np.random.Generat
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 0 <= severity <= 5:
         raise ConfigError(f"severity must be an integer from 0 to 5, got {severity!r}")
     images = np.asarray(images)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
+    if images.ndim not in (3, 4) or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}")
     if severity == 0 or images.shape[0] == 0:
         return images.copy()
     param = spec.levels[severity - 1] if spec.levels is not None else None
     x = images.astype(np.float32) / np.float32(255.0)
-    out = spec.fn(x, rng, param)
+    if x.ndim == 4:
+        # Colour: each channel through the same function with a copy of the same generator, so every
+        # per-image draw (a rotation's sign, a blur's angle, which pixels get noise) is shared and
+        # the channels stay aligned; noise is then the same in the three channels (luminance noise).
+        out = np.stack([spec.fn(x[..., c], copy.deepcopy(rng), param) for c in range(x.shape[-1])], axis=-1)
+    else:
+        out = spec.fn(x, rng, param)
     return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 

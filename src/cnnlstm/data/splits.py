@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlstm.data.dataset import FASHION_NORM, Norm
 from cnnlstm.errors import DatasetError
 
-# Fashion-MNIST train-set pixel statistics after /255 (reference.md); used for normalisation.
-PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
+# Fashion-MNIST train-set pixel statistics after /255 (reference.md); other datasets carry their
+# own (Dataset.norm), and a run folder records the ones it trained with.
+PIXEL_MEAN, PIXEL_STD = FASHION_NORM.mean[0], FASHION_NORM.std[0]
 
 
 
@@ -70,14 +72,32 @@ def sample_indices(n: int, samples: int | None, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(n, size=samples, replace=False)).astype(np.int64)
 
 
-def to_tensor(images: np.ndarray, device="cpu", dtype=None):
-    """uint8 (N, H, W) -> normalised float tensor (N, 1, H, W) on ``device``.
+def black_image(norm: Norm, device="cpu"):
+    """``(1, C, 1, 1)`` float32: a black pixel (0) after ``norm``, broadcastable over a batch."""
+    import torch
 
+    values = [(0.0 - m) / s for m, s in zip(norm.mean, norm.std)]
+    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
+def to_tensor(images: np.ndarray, device="cpu", dtype=None, *, norm: Norm):
+    """uint8 ``(N, H, W)`` or ``(N, H, W, C)`` -> normalised float tensor ``(N, C, H, W)`` on ``device``.
+
+    ``norm`` is the training data's per-channel statistics (``Dataset.norm``, or the ones a run
+    folder recorded), required so that no caller normalises with another dataset's numbers.
     Normalising once, on the training device, is what lets the training loop slice batches out of
     one tensor instead of running a per-sample Dataset with worker processes.
     """
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    x = x.to(dtype or torch.float32).div_(255.0).sub_(PIXEL_MEAN).div_(PIXEL_STD)
-    return x.unsqueeze(1)  # (N, 1, H, W)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+    if x.shape[1] != norm.channels:
+        raise DatasetError(f"images have {x.shape[1]} channels but the normalisation has {norm.channels}")
+    x = x.to(dtype or torch.float32).div_(255.0)
+    if norm.channels == 1:  # Python scalars: bit-identical to the tensors of every earlier run
+        return x.sub_(norm.mean[0]).div_(norm.std[0])
+    shape = (1, norm.channels, 1, 1)
+    mean = torch.tensor(norm.mean, dtype=x.dtype, device=x.device).view(shape)
+    std = torch.tensor(norm.std, dtype=x.dtype, device=x.device).view(shape)
+    return x.sub_(mean).div_(std)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from cnnlstm._version import __version__
-from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
+from cnnlstm.data import FASHION_NORM, Norm
 from cnnlstm.deploy.images import IMAGE_SIZE, LIGHT_BACKGROUND, MAX_IMAGE_PIXELS, MIN_SIDE, OBJECT_THRESHOLD
 from cnnlstm.deploy.predict import load_predictor
 from cnnlstm.errors import UserError
@@ -87,19 +87,23 @@ class ExportResult:
 
 
 def preprocessing_card(classes, *, model: str, fmt: str, run_dir: Path, weights: Path,
-                       size: int = IMAGE_SIZE) -> dict:
-    """The JSON card describing the exported model's input, output and preprocessing."""
-    return {
-        "format": fmt,
-        "model": model,
-        "run": str(run_dir),
-        "weights": weights.name,
-        "input": {"name": "images", "dtype": "float32", "shape": ["N", 1, size, size],
-                  "normalisation": "x = (pixel / 255 - mean) / std, pixel in 0..255"},
-        "output": {"name": "probs", "dtype": "float32", "shape": ["N", len(classes)],
-                   "meaning": "softmax probabilities, one row per image, columns = classes"},
-        "preprocessing": {
-            "size": size, "mean": PIXEL_MEAN, "std": PIXEL_STD,
+                       size: int = IMAGE_SIZE, norm: Norm = FASHION_NORM, as_dataset: bool = False) -> dict:
+    """The JSON card describing the exported model's input, output and preprocessing.
+
+    ``as_dataset``: the run trained on an image folder or ``.npz``, whose files are decoded
+    plainly (:func:`cnnlstm.data.folders.decode_image`), not by Fashion-MNIST's preprocessing.
+    """
+    channels = norm.channels
+    if as_dataset:
+        preprocessing = {
+            "size": size, "mean": list(norm.mean), "std": list(norm.std),
+            "mode": "RGB" if channels == 3 else "L (greyscale)",
+            "resize": f"to {size}x{size} with Pillow's bilinear filter (stretching a non-square image)",
+            "reference": "cnnlstm.data.folders.decode_image",
+        }
+    else:
+        preprocessing = {
+            "size": size, "mean": norm.mean[0], "std": norm.std[0],
             "grayscale": "ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B); alpha composited on white",
             "invert": f"if the median of the border pixels is > {LIGHT_BACKGROUND}, pixel = 255 - pixel "
                       "(object light on a dark background, like Fashion-MNIST)",
@@ -109,7 +113,17 @@ def preprocessing_card(classes, *, model: str, fmt: str, run_dir: Path, weights:
             "center": f"paste on a black {size}x{size} canvas; an odd margin puts its extra pixel top/left",
             "limits": {"min_side": MIN_SIDE, "max_pixels": MAX_IMAGE_PIXELS},
             "reference": "cnnlstm.deploy.images.load_image",
-        },
+        }
+    return {
+        "format": fmt,
+        "model": model,
+        "run": str(run_dir),
+        "weights": weights.name,
+        "input": {"name": "images", "dtype": "float32", "shape": ["N", channels, size, size],
+                  "normalisation": "x = (pixel / 255 - mean) / std, pixel in 0..255, per channel"},
+        "output": {"name": "probs", "dtype": "float32", "shape": ["N", len(classes)],
+                   "meaning": "softmax probabilities, one row per image, columns = classes"},
+        "preprocessing": preprocessing,
         "classes": list(classes),
         "cnnlstm_version": __version__,
         "torch_version": torch.__version__,
@@ -182,11 +196,13 @@ def run_exported(path: str | Path, fmt: str, images: np.ndarray) -> np.ndarray:
     return np.asarray(ReferenceEvaluator(str(path)).run(None, {"images": images})[0])
 
 
-def check_batch(n: int, size: int = IMAGE_SIZE, seed: int = 0) -> np.ndarray:
-    """A fixed batch of ``n`` normalised-looking images ``float32 (n, 1, size, size)``."""
+def check_batch(n: int, size: int = IMAGE_SIZE, seed: int = 0, norm: Norm = FASHION_NORM) -> np.ndarray:
+    """A fixed batch of ``n`` normalised-looking images ``float32 (n, C, size, size)``."""
     rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(n, 1, size, size)).astype(np.float32)
-    return ((pixels / 255.0 - PIXEL_MEAN) / PIXEL_STD).astype(np.float32)
+    pixels = rng.integers(0, 256, size=(n, norm.channels, size, size)).astype(np.float32)
+    mean = np.asarray(norm.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(norm.std, np.float32).reshape(1, -1, 1, 1)
+    return ((pixels / 255.0 - mean) / std).astype(np.float32)
 
 
 def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, which: str = "best") -> ExportResult:
@@ -219,12 +235,12 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, whi
     run = load_predictor(run_dir, which, "cpu")
     path = Path(out) if out is not None else run.run_dir / DEFAULT_FILE[fmt]
     card = preprocessing_card(run.classes, model=run.config.model, fmt=fmt, run_dir=run.run_dir,
-                              weights=run.weights, size=run.image_size)
+                              weights=run.weights, size=run.image_size, norm=run.norm, as_dataset=run.as_dataset)
     module = ProbabilityModel(run.model).eval()
-    example = torch.from_numpy(check_batch(TRACE_BATCH, run.image_size, seed=1))
+    example = torch.from_numpy(check_batch(TRACE_BATCH, run.image_size, seed=1, norm=run.norm))
     data = torchscript_bytes(module, example, card) if fmt == "torchscript" else onnx_bytes(module, example, card)
     atomic_write(path, data)
-    diff = _check_export(module, path, fmt, run.image_size)
+    diff = _check_export(module, path, fmt, run.image_size, run.norm)
     card["check"] = {"images": CHECK_BATCH, "max_abs_diff": diff, "tolerance": TOLERANCE}
     card_path = path.with_name(path.name + ".json")
     write_json(card_path, card)
@@ -232,9 +248,9 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None, whi
     return ExportResult(path=path, card=card_path, format=fmt, max_abs_diff=diff)
 
 
-def _check_export(module: nn.Module, path: Path, fmt: str, size: int) -> float:
+def _check_export(module: nn.Module, path: Path, fmt: str, size: int, norm: Norm = FASHION_NORM) -> float:
     """Max |exported - PyTorch| on a fresh batch; removes the file and raises past the tolerance."""
-    x = check_batch(CHECK_BATCH, size)
+    x = check_batch(CHECK_BATCH, size, norm=norm)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     got = run_exported(path, fmt, x)

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import FASHION_CLASSES, to_tensor
+from cnnlstm.data import FASHION_CLASSES, FASHION_NORM, Norm, to_tensor
+from cnnlstm.data.sources import IDX_FAMILIES
 from cnnlstm.deploy.images import IMAGE_SIZE, load_image
 from cnnlstm.errors import ImageError, RunError
 from cnnlstm.measure.inference import predict_probs
-from cnnlstm.runs import load_run_model, read_json, weights_path
+from cnnlstm.runs import load_run_model, read_json, read_run_dataset, weights_path
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ class LoadedRun:
         The run folder and the checkpoint file the weights came from.
     image_size : int
         Side of the square images the model reads.
+    channels : int
+        Its channels (1 grey, 3 RGB).
+    norm : Norm
+        The normalisation it trained with (``dataset.json``; Fashion-MNIST's for older runs).
+    as_dataset : bool
+        True for a run trained on an image folder or ``.npz``: files are then decoded exactly as
+        the folder loader decodes them (mode, bilinear resize), not by Fashion-MNIST's
+        object-on-black preprocessing (:mod:`cnnlstm.deploy.images`), which IDX-family runs get.
     """
 
     model: torch.nn.Module
@@ -55,6 +64,9 @@ class LoadedRun:
     run_dir: Path
     weights: Path
     image_size: int = IMAGE_SIZE
+    channels: int = 1
+    norm: Norm = FASHION_NORM
+    as_dataset: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,35 +138,52 @@ def load_predictor(run_dir: str | Path, which: str = "best", device: str | torch
         Not a run folder, weights missing or damaged, or weights that do not fit the config.
     """
     run_dir = Path(run_dir)
-    model, cfg = load_run_model(run_dir, which, device, image_size=IMAGE_SIZE)
+    desc = read_run_dataset(run_dir) or {}
+    model, cfg = load_run_model(run_dir, which, device)
     path = weights_path(run_dir, which)
     n_classes = model.num_classes
-    classes = run_class_names(run_dir, cfg, n_classes)
+    classes = tuple(desc["classes"]) if len(desc.get("classes") or ()) == n_classes else run_class_names(
+        run_dir, cfg, n_classes)
     log.debug("loaded %s (%s, %d classes) on %s", path, cfg.model, n_classes, device)
-    return LoadedRun(model=model, classes=classes, config=cfg, run_dir=run_dir, weights=path)
+    return LoadedRun(model=model, classes=classes, config=cfg, run_dir=run_dir, weights=path,
+                     image_size=int(desc.get("image_size", IMAGE_SIZE)), channels=int(desc.get("channels", 1)),
+                     norm=Norm.from_dict(desc["norm"]) if "norm" in desc else FASHION_NORM,
+                     as_dataset=desc.get("name", "fashion-mnist") not in IDX_FAMILIES)
 
 
-def _load_one(path: str, size: int) -> np.ndarray | ImageError:
+def _load_one(path: str, size: int, channels: int | None) -> np.ndarray | ImageError:
+    if channels is not None:  # as the run's image folder was decoded
+        from cnnlstm.data.folders import decode_image
+        from cnnlstm.errors import DatasetError
+
+        try:
+            return decode_image(path, colour=channels == 3, image_size=size)
+        except DatasetError as exc:
+            return ImageError(str(exc))
     try:
         return load_image(path, size=size)
     except ImageError as exc:
         return exc
 
 
-def preprocess_files(paths: Sequence[str], size: int = IMAGE_SIZE,
-                     workers: int | None = None) -> list[np.ndarray | ImageError]:
+def preprocess_files(paths: Sequence[str], size: int = IMAGE_SIZE, workers: int | None = None, *,
+                     channels: int | None = None) -> list[np.ndarray | ImageError]:
     """Load and preprocess ``paths`` (in order) on a thread pool; failures come back as errors.
+
+    With ``channels`` (1 or 3) each file is decoded as an image-folder dataset's files are;
+    without, by Fashion-MNIST's preprocessing (:func:`cnnlstm.deploy.images.load_image`).
 
     Returns
     -------
     list
-        Per path a ``uint8 (size, size)`` array or the :class:`ImageError` it raised.
+        Per path a ``uint8 (size, size)`` (or ``(size, size, 3)``) array or the
+        :class:`ImageError` it raised.
     """
     workers = workers or min(8, os.cpu_count() or 1)
     if workers <= 1 or len(paths) <= 1:
-        return [_load_one(p, size) for p in paths]
+        return [_load_one(p, size, channels) for p in paths]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlstm-images") as pool:
-        return list(pool.map(lambda p: _load_one(p, size), paths))
+        return list(pool.map(lambda p: _load_one(p, size, channels), paths))
 
 
 def top_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
@@ -204,11 +233,11 @@ def predict_files(run: LoadedRun, paths: Iterable[str | os.PathLike], *, topk: i
 def _predict_chunk(run: LoadedRun, paths: list[str], k: int, device: torch.device,
                    workers: int | None) -> Iterator[FilePrediction]:
     """Preprocess one chunk of files and classify the readable ones in a single batch."""
-    loaded = preprocess_files(paths, run.image_size, workers)
+    loaded = preprocess_files(paths, run.image_size, workers, channels=run.channels if run.as_dataset else None)
     good = [img for img in loaded if not isinstance(img, ImageError)]
     probs = np.zeros((0, len(run.classes)), np.float32)
     if good:
-        x = to_tensor(np.stack(good), device)  # (B, 1, 28, 28), normalised like training
+        x = to_tensor(np.stack(good), device, norm=run.norm)  # (B, C, S, S), normalised like training
         probs = predict_probs(run.model, x, batch_size=len(good))
     rows = iter(probs)
     for path, img in zip(paths, loaded):

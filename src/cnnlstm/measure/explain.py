@@ -101,7 +101,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> np.ndar
 
 
 def step_attribution(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
-                     n_steps: int = IG_STEPS) -> np.ndarray | None:
+                     n_steps: int = IG_STEPS, black: torch.Tensor | None = None) -> np.ndarray | None:
     """Integrated gradients over the LSTM's input steps, one signed score per step.
 
     Parameters
@@ -109,11 +109,14 @@ def step_attribution(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     model : nn.Module
         As for :func:`grad_cam`.
     x : torch.Tensor
-        ``(N, 1, H, W)`` normalised images.
+        ``(N, C, H, W)`` normalised images.
     target : torch.Tensor
         ``(N,)`` classes to explain.
     n_steps : int, default 32
         Integration steps.
+    black : torch.Tensor, optional
+        ``(1, C, 1, 1)``: a black pixel under the run's normalisation (the baseline image);
+        default Fashion-MNIST's (:func:`cnnlstm.data.splits.black_image`).
 
     Returns
     -------
@@ -125,7 +128,7 @@ def step_attribution(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
     reader = lstm_reader(model)
     if reader is None:
         return None
-    black = torch.full_like(x, _black_value())
+    black = torch.full_like(x, _black_value()) if black is None else black.to(x).expand_as(x).contiguous()
     ig = LayerIntegratedGradients(model, reader)
     with _cudnn_off(x.device):
         attr = ig.attribute(x, baselines=black, target=target, n_steps=n_steps,
@@ -184,14 +187,14 @@ def step_maps(scores: np.ndarray, seq_axis: str, grid: tuple[int, int], image_si
 
 
 def explain_images(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
-                   n_steps: int = IG_STEPS) -> tuple[np.ndarray, np.ndarray | None]:
+                   n_steps: int = IG_STEPS, black: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Grad-CAM ``(N, H, W)`` and step scores ``(N, T)`` (or None) in batches of 64."""
     clone = attribution_copy(model)
     heats, steps = [], []
     for start in range(0, len(x), BATCH):
         xb, tb = x[start:start + BATCH], target[start:start + BATCH]
         heats.append(grad_cam(clone, xb, tb))
-        s = step_attribution(clone, xb, tb, n_steps=n_steps)
+        s = step_attribution(clone, xb, tb, n_steps=n_steps, black=black)
         if s is not None:
             steps.append(s)
     heat = np.concatenate(heats) if heats else np.zeros((0,) + tuple(x.shape[-2:]), np.float32)

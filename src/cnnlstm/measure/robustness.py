@@ -47,7 +47,7 @@ def cells(corruptions: Sequence[str], severities: Sequence[int]) -> list[tuple[s
 
 
 def evaluate_corrupted(model, images: np.ndarray, labels: np.ndarray, *, corruptions: Sequence[str],
-                       severities: Sequence[int], seed: int, batch_size: int = 1000,
+                       severities: Sequence[int], seed: int, norm, batch_size: int = 1000,
                        progress: Progress | None = None) -> dict:
     """Accuracy of ``model`` on the clean images and on every corruption cell.
 
@@ -63,6 +63,8 @@ def evaluate_corrupted(model, images: np.ndarray, labels: np.ndarray, *, corrupt
         Validated names and severities (see :func:`cnnlstm.data.corruptions.check_corruptions`).
     seed : int
         Seeds every corruption cell (:func:`cnnlstm.data.corruptions.corruption_rng`).
+    norm : cnnlstm.data.Norm
+        The normalisation the model trained with.
     batch_size : int
     progress : callable, optional
         ``progress(done, total, label)`` after each cell.
@@ -80,7 +82,7 @@ def evaluate_corrupted(model, images: np.ndarray, labels: np.ndarray, *, corrupt
     labels = np.asarray(labels).astype(np.int64)
 
     def accuracy(x: np.ndarray) -> float:
-        probs = predict_probs(model, to_tensor(x, device), batch_size=batch_size)
+        probs = predict_probs(model, to_tensor(x, device, norm=norm), batch_size=batch_size)
         return float((probs.argmax(1) == labels).mean())
 
     t_predict = time.perf_counter()

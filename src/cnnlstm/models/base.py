@@ -149,15 +149,16 @@ def channels_last_(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def conv_output_shape(stem: nn.Module, image_size: int) -> tuple[int, int, int]:
-    """``(C, H, W)`` of ``stem``'s output for one ``image_size`` square image.
+    """``(C, H, W)`` of ``stem``'s output for one ``image_size`` square image (channels: its first conv's).
 
     Runs a dry forward pass in eval mode (so BatchNorm statistics are untouched) and raises
     :class:`ConfigError` when the image is too small for the stem.
     """
+    in_channels = next(m for m in stem.modules() if isinstance(m, nn.Conv2d)).in_channels
     was_training = stem.training
     stem.eval()
     try:
-        out = stem(torch.zeros(1, 1, image_size, image_size))
+        out = stem(torch.zeros(1, in_channels, image_size, image_size))
     except RuntimeError as err:  # e.g. "Kernel size can't be greater than actual input size"
         raise ConfigError(f"invalid image_size {image_size}: too small for this model") from err
     finally:

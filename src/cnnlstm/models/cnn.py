@@ -45,8 +45,8 @@ class TwoConvCNN(ImageClassifier):
         Zero padding of both convolutions (0 = "valid", ``kernel_size // 2`` = "same").
     fc_hidden : int
         Width of the hidden FC layer (= ``feature_dim``).
-    num_classes, image_size : int
-        Output logits; side of the square input image.
+    num_classes, image_size, in_channels : int
+        Output logits; side of the square input image; its channels (1 grey, 3 RGB).
     batch_norm : bool
         BatchNorm after each convolution (before ReLU).
     dropout : float
@@ -62,13 +62,14 @@ class TwoConvCNN(ImageClassifier):
         fc_hidden: int,
         num_classes: int = 10,
         image_size: int = 28,
+        in_channels: int = 1,
         batch_norm: bool = False,
         dropout: float = 0.0,
     ) -> None:
         super().__init__(num_classes, check_positive("fc_hidden", fc_hidden))
         c1, c2 = check_pair("channels", channels)
         self.conv = nn.Sequential(
-            conv_block(1, c1, kernel_size, padding=padding, batch_norm=batch_norm),
+            conv_block(check_positive("in_channels", in_channels), c1, kernel_size, padding=padding, batch_norm=batch_norm),
             conv_block(c1, c2, kernel_size, padding=padding, batch_norm=batch_norm),
         )
         flat = math.prod(conv_output_shape(self.conv, image_size))  # 32*4*4 = 512 for Model I
@@ -78,7 +79,7 @@ class TwoConvCNN(ImageClassifier):
         channels_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, H, W)`` -> hidden FC features ``(B, fc_hidden)``."""
+        """Images ``(B, in_channels, H, W)`` -> hidden FC features ``(B, fc_hidden)``."""
         return self.fc(self.conv(x).flatten(1))  # (B, C*H'*W') -> (B, fc_hidden)
 
 

@@ -75,9 +75,10 @@ class TwinClassifier(ImageClassifier):
     dropout, ``feature_dim = hidden``.
     """
 
-    def __init__(self, *, num_classes: int = 10, image_size: int = 28, channels: tuple[int, ...] = (32, 64),
+    def __init__(self, *, num_classes: int = 10, image_size: int = 28, in_channels: int = 1,
+                 channels: tuple[int, ...] = (32, 64),
                  stem_depth: int = 1, hidden: int = 0, batch_norm: bool = True, dropout: float = 0.1) -> None:
-        stem = flagship_stem(channels, batch_norm, stem_depth)
+        stem = flagship_stem(channels, batch_norm, stem_depth, in_channels)
         fmap = conv_output_shape(stem, image_size)
         if hidden == 0:
             hidden = matched_hidden(fmap, num_classes)
@@ -88,7 +89,7 @@ class TwinClassifier(ImageClassifier):
         channels_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, H, W)`` -> hidden features ``(B, hidden)``."""
+        """Images ``(B, C, H, W)`` -> hidden features ``(B, hidden)``."""
         return self.fc(self.stem(x).flatten(1))  # (B, C*H'*W') -> (B, hidden)
 
 
@@ -99,9 +100,10 @@ class GAPClassifier(ImageClassifier):
     pooling instead of an LSTM (no spatial reader).
     """
 
-    def __init__(self, *, num_classes: int = 10, image_size: int = 28, channels: tuple[int, ...] = (32, 64),
+    def __init__(self, *, num_classes: int = 10, image_size: int = 28, in_channels: int = 1,
+                 channels: tuple[int, ...] = (32, 64),
                  stem_depth: int = 1, batch_norm: bool = True, dropout: float = 0.1) -> None:
-        stem = flagship_stem(channels, batch_norm, stem_depth)
+        stem = flagship_stem(channels, batch_norm, stem_depth, in_channels)
         n_channels, _, _ = conv_output_shape(stem, image_size)
         super().__init__(num_classes, n_channels)
         self.stem = stem
@@ -109,7 +111,7 @@ class GAPClassifier(ImageClassifier):
         channels_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, H, W)`` -> channel means ``(B, C)``."""
+        """Images ``(B, C, H, W)`` -> channel means ``(B, C)``."""
         return self.dropout(self.stem(x).mean(dim=(2, 3)))
 
 

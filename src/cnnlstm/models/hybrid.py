@@ -126,8 +126,8 @@ class ConvLSTMClassifier(ImageClassifier):
     stem_depth : int
         Convolutions per block of the ``flagship`` stem (see :func:`flagship_stem`); 1 for the
         others.
-    num_classes, image_size : int
-        Output logits; side of the square input image.
+    num_classes, image_size, in_channels : int
+        Output logits; side of the square input image; its channels (1 grey, 3 RGB).
     seq_axis : {"rows", "cols", "spatial"}
         How the feature map becomes a sequence (see :func:`~cnnlstm.models.base.to_sequence`).
     lstm_hidden, lstm_layers, bidirectional, pool :
@@ -146,6 +146,7 @@ class ConvLSTMClassifier(ImageClassifier):
         stem_depth: int = 1,
         num_classes: int = 10,
         image_size: int = 28,
+        in_channels: int = 1,
         seq_axis: str = "rows",
         lstm_hidden: int = 64,
         lstm_layers: int = 1,
@@ -154,7 +155,7 @@ class ConvLSTMClassifier(ImageClassifier):
         batch_norm: bool = False,
         dropout: float = 0.0,
     ) -> None:
-        conv = STEMS[check_choice("stem", stem, tuple(STEMS))](channels, batch_norm, stem_depth)
+        conv = STEMS[check_choice("stem", stem, tuple(STEMS))](channels, batch_norm, stem_depth, in_channels)
         check_choice("seq_axis", seq_axis, SEQ_AXES)
         dropout = check_dropout(dropout)
         steps, step_features = sequence_shape(conv_output_shape(conv, image_size), seq_axis)
@@ -171,7 +172,7 @@ class ConvLSTMClassifier(ImageClassifier):
         channels_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, H, W)`` -> pooled LSTM features ``(B, feature_dim)``."""
+        """Images ``(B, C, H, W)`` -> pooled LSTM features ``(B, feature_dim)``."""
         seq = to_sequence(self.stem(x), self.seq_axis)  # (B, steps, step_features)
         return self.dropout(self.reader(seq))
 
@@ -193,6 +194,7 @@ class ParallelCNNLSTM(ImageClassifier):
         *,
         num_classes: int = 10,
         image_size: int = 28,
+        in_channels: int = 1,
         cnn_channels: tuple[int, ...] = (8, 32),
         cnn_features: int = 64,
         seq_axis: str = "rows",
@@ -205,9 +207,9 @@ class ParallelCNNLSTM(ImageClassifier):
     ) -> None:
         check_choice("seq_axis", seq_axis, SEQ_AXES)
         dropout = check_dropout(dropout)
-        conv = baseline_stem(check_pair("cnn_channels", cnn_channels), batch_norm)
+        conv = baseline_stem(check_pair("cnn_channels", cnn_channels), batch_norm, 1, in_channels)
         flat = math.prod(conv_output_shape(conv, image_size))  # 32*4*4 = 512 at 28x28
-        _, step_features = sequence_shape((1, image_size, image_size), seq_axis)
+        _, step_features = sequence_shape((in_channels, image_size, image_size), seq_axis)
         reader = LSTMReader(
             step_features, lstm_hidden, lstm_layers,
             bidirectional=bidirectional, pool=pool, dropout=dropout,
@@ -221,7 +223,7 @@ class ParallelCNNLSTM(ImageClassifier):
         channels_last_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, 1, H, W)`` -> ``[cnn features, lstm features]`` ``(B, feature_dim)``."""
+        """Images ``(B, C, H, W)`` -> ``[cnn features, lstm features]`` ``(B, feature_dim)``."""
         cnn = self.cnn_fc(self.conv(x).flatten(1))  # (B, cnn_features)
         # rows: (B, 28, 28) -> (B, dirs*h). Under autocast the raw fp32 image must be cast like the
         # conv branch's output: oneDNN's CPU LSTM rejects fp32 input once autocast is on.
@@ -229,16 +231,17 @@ class ParallelCNNLSTM(ImageClassifier):
         return self.dropout(torch.cat([cnn, rnn], dim=1))
 
 
-def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1) -> nn.Sequential:
+def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1) -> nn.Sequential:
     """Table II's conv layers: Conv(1,c1,5) ReLU Pool2 Conv(c1,c2,5) ReLU Pool2 (28 -> 4x4)."""
     check_single_depth("baseline", depth)
     c1, c2 = check_pair("channels", channels)
     return nn.Sequential(
-        conv_block(1, c1, 5, batch_norm=batch_norm), conv_block(c1, c2, 5, batch_norm=batch_norm)
+        conv_block(check_positive("in_channels", in_channels), c1, 5, batch_norm=batch_norm),
+        conv_block(c1, c2, 5, batch_norm=batch_norm),
     )
 
 
-def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1) -> nn.Sequential:
+def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1) -> nn.Sequential:
     """Ji (2022)'s convolutions, as we wire them: Conv(1,c1,3) ReLU Pool2 Conv(c1,c2,5) ReLU.
 
     The paper lists the layers (Conv 3x3x20, MaxPool 2x2, Conv 5x5x20, LSTM + FC + softmax,
@@ -248,7 +251,7 @@ def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1) -> nn.S
     check_single_depth("ji", depth)
     c1, c2 = check_pair("channels", channels)
     return nn.Sequential(
-        conv_block(1, c1, 3, batch_norm=batch_norm, pool=True),
+        conv_block(check_positive("in_channels", in_channels), c1, 3, batch_norm=batch_norm, pool=True),
         conv_block(c1, c2, 5, batch_norm=batch_norm, pool=False),
     )
 
@@ -260,7 +263,7 @@ def check_single_depth(stem: str, depth: int) -> None:
                           "(only the flagship stem stacks convolutions)")
 
 
-def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1) -> nn.Sequential:
+def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1) -> nn.Sequential:
     """One block per entry of ``channels``: ``depth`` Conv3x3 (same), the last one pooled.
 
     A block is ``(depth - 1) x [Conv3x3 -> [BatchNorm] -> ReLU]`` at full resolution, then
@@ -275,7 +278,7 @@ def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1) -
         raise ConfigError("invalid channels []; valid: one or more channel counts, e.g. [32, 64]")
     check_positive("stem_depth", depth)
     layers: list[nn.Module] = []
-    in_channels = 1
+    check_positive("in_channels", in_channels)
     for out_channels in channels:
         check_positive("channels", out_channels)
         for _ in range(depth - 1):
@@ -295,7 +298,7 @@ def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1) -
     return nn.Sequential(*layers)
 
 
-#: The stems a sequential hybrid can read: name -> ``stem(channels, batch_norm, depth)``.
+#: The stems a sequential hybrid can read: name -> ``stem(channels, batch_norm, depth, in_channels)``.
 STEMS = {"baseline": baseline_stem, "ji": ji_stem, "flagship": flagship_stem}
 
 

@@ -35,6 +35,7 @@ from cnnlstm.models.base import ImageClassifier
 __all__ = [
     "ModelEntry",
     "check_model_args",
+    "DATA_ARGS",
     "create_model",
     "get_model_entry",
     "list_models",
@@ -161,7 +162,12 @@ def create_model(name: str, **kwargs: Any) -> ImageClassifier:
     return model
 
 
-def check_model_args(name: str, args: Mapping[str, Any], *, image_size: int = 28) -> None:
+#: The builder arguments that come from the dataset, never from ``model_args``.
+DATA_ARGS = ("num_classes", "image_size", "in_channels")
+
+
+def check_model_args(name: str, args: Mapping[str, Any], *, image_size: int = 28, in_channels: int = 1,
+                     num_classes: int = 10) -> None:
     """Check ``args`` for model ``name`` as :func:`create_model` would, without allocating weights.
 
     The model is built on PyTorch's ``meta`` device (shapes only: no memory, no random numbers
@@ -171,14 +177,15 @@ def check_model_args(name: str, args: Mapping[str, Any], *, image_size: int = 28
     Raises
     ------
     ConfigError
-        Unknown model or argument, a value of the wrong type or out of range, or ``num_classes``
-        / ``image_size``, which come from the dataset.
+        Unknown model or argument, a value of the wrong type or out of range, one of
+        :data:`DATA_ARGS`, which come from the dataset, or a model that cannot read images of
+        this size and channel count.
     """
-    for key in ("num_classes", "image_size"):
+    for key in DATA_ARGS:
         if key in args:
             raise ConfigError(f"model_args.{key} cannot be set: it comes from the dataset")
     with torch.device("meta"):
-        create_model(name, image_size=image_size, **args)
+        create_model(name, image_size=image_size, in_channels=in_channels, num_classes=num_classes, **args)
 
 
 def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
@@ -265,7 +272,8 @@ def _count_flops(model: nn.Module, x: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def model_summary(name: str, image_size: int = 28, **model_args: Any) -> dict[str, Any]:
+def model_summary(name: str, image_size: int = 28, in_channels: int = 1, num_classes: int = 10,
+                  **model_args: Any) -> dict[str, Any]:
     """Size and cost of model ``name`` built with its defaults, or with ``model_args``.
 
     Returns
@@ -276,9 +284,10 @@ def model_summary(name: str, image_size: int = 28, **model_args: Any) -> dict[st
         eval mode, LSTMs added analytically, see :func:`lstm_flops`); ``description``.
     """
     entry = get_model_entry(name)
-    model = create_model(name, image_size=image_size, **model_args).eval()
+    model = create_model(name, image_size=image_size, in_channels=in_channels, num_classes=num_classes,
+                         **model_args).eval()
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    flops = _count_flops(model, torch.zeros(1, 1, image_size, image_size))
+    flops = _count_flops(model, torch.zeros(1, in_channels, image_size, image_size))
     return {
         "name": name,
         "params": params,

@@ -6,6 +6,7 @@ This glues the pure steps together for the commands that run training (``train``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from contextlib import contextmanager, nullcontext
@@ -26,6 +27,7 @@ from cnnlstm.measure.inference import predict_probs
 from cnnlstm.measure.metrics import compute_metrics
 from cnnlstm.models import create_model
 from cnnlstm.runs import (
+    DATASET_FILE,
     load_checkpoint,
     load_run_config,
     load_run_weights,
@@ -60,8 +62,10 @@ def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     if cfg.limit_train:
         tr_idx = tr_idx[:cfg.limit_train]
     splits = test_split(ds, cfg, device)
-    splits.fit = FitData(to_tensor(ds.train_images[tr_idx], device), labels_tensor(ds.train_labels[tr_idx], device),
-                         to_tensor(ds.train_images[va_idx], device), labels_tensor(ds.train_labels[va_idx], device))
+    splits.fit = FitData(to_tensor(ds.train_images[tr_idx], device, norm=ds.norm),
+                         labels_tensor(ds.train_labels[tr_idx], device),
+                         to_tensor(ds.train_images[va_idx], device, norm=ds.norm),
+                         labels_tensor(ds.train_labels[va_idx], device), norm=ds.norm)
     return splits
 
 
@@ -81,14 +85,17 @@ def labels_tensor(labels: np.ndarray, device: torch.device) -> torch.Tensor:
 def test_split(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     """Only the test tensors (``fit`` is None): all that evaluation needs."""
     n_test = cfg.limit_test or len(ds.test_labels)
-    return Splits(fit=None, test_x=to_tensor(ds.test_images[:n_test], device),
+    return Splits(fit=None, test_x=to_tensor(ds.test_images[:n_test], device, norm=ds.norm),
                   test_y=labels_tensor(ds.test_labels[:n_test], device), test_images=ds.test_images[:n_test])
 
 
-def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: torch.device) -> torch.nn.Module:
-    """Create ``cfg.model`` with weights drawn from ``cfg.seed`` and move it to ``device``."""
+def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: torch.device,
+                in_channels: int = 1) -> torch.nn.Module:
+    """Create ``cfg.model`` for the dataset's classes, size and channels, with weights drawn from
+    ``cfg.seed``, and move it to ``device``."""
     torch.manual_seed(cfg.seed)  # weight init and dropout draw from torch's global generator
-    model = create_model(cfg.model, num_classes=num_classes, image_size=image_size, **cfg.model_args)
+    model = create_model(cfg.model, num_classes=num_classes, image_size=image_size, in_channels=in_channels,
+                         **cfg.model_args)
     model = model.to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -151,11 +158,15 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
         elif rank == 0:
             if (run_dir / "checkpoint.pt").exists():
                 raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+            cfg = fit_config_to_dataset(cfg, ds)
             write_json(run_dir / "config.json", config_to_dict(cfg))
-        check_dataset_matches(cfg, ds)
+            write_json(run_dir / DATASET_FILE, ds.describe())
+        else:
+            cfg = fit_config_to_dataset(cfg, ds)
+        check_dataset_matches(cfg, ds, run_dir)
         device = configure_runtime(cfg)
         splits = make_splits(ds, cfg, device)
-        model = build_model(cfg, ds.num_classes, ds.train_images.shape[1], device)
+        model = build_model(cfg, ds.num_classes, ds.image_size, device, ds.channels)
         trained = wrap_model(model) if wrap_model else model
         if cfg.compile:
             trained = torch.compile(trained)
@@ -175,6 +186,21 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
             metrics = evaluate_trained(run_dir, ds, unwrap(model), cfg, device, splits=splits,
                                        history=state.history, figures=figures)
     return {"state": state, "metrics": metrics, "train_seconds": train_seconds}
+
+
+def fit_config_to_dataset(cfg: TrainConfig, ds: Dataset) -> TrainConfig:
+    """The config as it will train on ``ds``: its data spec recorded, label-changing flips dropped.
+
+    A horizontal flip turns a 2 into a mirrored glyph that is no digit at all; where the dataset
+    says flips do not preserve its labels (``Dataset.flip_preserves_labels``), ``flip_h`` is set
+    to 0 with a warning, so a preset written for clothes stays correct on digits and the saved
+    config says what the run did.
+    """
+    if cfg.flip_h and not ds.flip_preserves_labels:
+        log.warning("%s: a horizontal flip does not preserve its labels; training without it (flip_h 0, "
+                    "not %g)", ds.name, cfg.flip_h)
+        cfg = dataclasses.replace(cfg, flip_h=0.0)
+    return dataclasses.replace(cfg, data=ds.name) if cfg.data != ds.name else cfg
 
 
 @contextmanager
@@ -272,7 +298,8 @@ def validation_predictions(model, ds: Dataset, cfg: TrainConfig, splits: Splits,
         val_x, val_y = splits.fit.val_x, splits.fit.val_y.cpu().numpy()
     else:
         _, va_idx = split_indices(ds, cfg)
-        val_x, val_y = to_tensor(ds.train_images[va_idx], device), ds.train_labels[va_idx].astype(np.int64)
+        val_x = to_tensor(ds.train_images[va_idx], device, norm=ds.norm)
+        val_y = ds.train_labels[va_idx].astype(np.int64)
     if len(val_y) == 0:
         return None, None
     return predict_probs(model, val_x, batch_size=cfg.eval_batch_size, tta_views=views), val_y

@@ -34,7 +34,7 @@ from cnnlstm.study.prelude import open_run
 log = logging.getLogger(__name__)
 
 
-def _test_predictions(run_dir: Path, model, images: np.ndarray, labels: np.ndarray, batch_size: int):
+def _test_predictions(run_dir: Path, model, images: np.ndarray, labels: np.ndarray, batch_size: int, norm):
     """Test probabilities: ``predictions.npz``'s when it matches these labels, else computed."""
     from cnnlstm.data import to_tensor
     from cnnlstm.measure.inference import predict_probs
@@ -47,7 +47,8 @@ def _test_predictions(run_dir: Path, model, images: np.ndarray, labels: np.ndarr
                     return npz["probs"].astype(np.float64)
         except (OSError, ValueError, KeyError):
             log.warning("%s is unreadable; predicting the test set again", path)
-    return predict_probs(model, to_tensor(images, model_device(model)), batch_size=batch_size).astype(np.float64)
+    return predict_probs(model, to_tensor(images, model_device(model), norm=norm),
+                         batch_size=batch_size).astype(np.float64)
 
 
 def _records(idx, labels, probs, steps, classes) -> list[dict]:
@@ -96,6 +97,7 @@ def run_explain(run_dir: str | Path, ds: Dataset, *, per_class: int = PER_CLASS,
         ``step_profile`` (:func:`step_profile` over the per-class images), ``figures``, ``seconds``.
     """
     from cnnlstm.data import to_tensor
+    from cnnlstm.data.splits import black_image
     from cnnlstm.measure.metrics import compute_metrics
     from cnnlstm.reporting import figures as plots
 
@@ -110,7 +112,7 @@ def run_explain(run_dir: str | Path, ds: Dataset, *, per_class: int = PER_CLASS,
         cfg, dev, model = run.config, run.device, run.model
         images, labels = run.test_images, run.test_labels
         size = images.shape[1]
-        probs = _test_predictions(run_dir, model, images, labels, cfg.eval_batch_size)
+        probs = _test_predictions(run_dir, model, images, labels, cfg.eval_batch_size, run.norm)
         worst = None
         if (run_dir / "metrics.json").exists():
             worst = read_json(run_dir / "metrics.json").get("worst_class")
@@ -120,7 +122,8 @@ def run_explain(run_dir: str | Path, ds: Dataset, *, per_class: int = PER_CLASS,
         wrong = confident_mistakes(labels, probs, int(worst), mistakes)
         both = np.concatenate([chosen, wrong]).astype(np.int64)
         target = torch.as_tensor(probs[both].argmax(1), dtype=torch.int64, device=dev)
-        heat, steps = explain_images(model, to_tensor(images[both], dev), target, n_steps=n_steps)
+        heat, steps = explain_images(model, to_tensor(images[both], dev, norm=run.norm), target, n_steps=n_steps,
+                                     black=black_image(run.norm, dev))
         grid = sequence_grid(model, size)
         seq_axis = getattr(model, "seq_axis", None)
         maps = None if steps is None else step_maps(steps, seq_axis, grid, size)

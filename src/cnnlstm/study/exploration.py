@@ -294,7 +294,6 @@ def run_embed(run_dir: str | Path, ds: Dataset, *, samples: int | None = None, p
         (float32 ``(n, 2)``), ``figures/tsne.png`` and, if ``predictions.npz`` exists, adds
         ``features`` (float16, every test image) to it.
     """
-    from cnnlstm.data import to_tensor
     from cnnlstm.measure.inference import predict_probs
     from cnnlstm.study.prelude import open_run
 
@@ -303,7 +302,7 @@ def run_embed(run_dir: str | Path, ds: Dataset, *, samples: int | None = None, p
     with run_lock(run_dir):
         run = open_run(run_dir, ds, device=device)
         cfg, labels = run.config, run.test_labels
-        _, feats = predict_probs(run.model, to_tensor(run.test_images, run.device),
+        _, feats = predict_probs(run.model, run.test_tensor(),
                                  batch_size=cfg.eval_batch_size, return_features=True)  # (N, F)
         idx = sample_indices(run.n_test, samples, seed)
         sel = slice(None) if idx is None else idx

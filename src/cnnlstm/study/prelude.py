@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import Dataset
+from cnnlstm.data import FASHION_NORM, Dataset, Norm, to_tensor
+from cnnlstm.data.sources import IDX_FAMILIES
 from cnnlstm.device import resolve_device
 from cnnlstm.errors import RunError
-from cnnlstm.runs import load_run_config, load_run_model
+from cnnlstm.runs import DATASET_FILE, load_run_config, load_run_model, read_run_dataset
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class OpenRun:
     model : torch.nn.Module
         The chosen weights in eval mode on ``device``.
     test_images : np.ndarray
-        uint8 (N, H, W): the run's test images (the first ``limit_test`` when the run set one).
+        uint8 (N, H, W) or (N, H, W, C): the run's test images (the first ``limit_test`` when the
+        run set one).
     test_labels : np.ndarray
         int64 (N,).
     """
@@ -51,15 +53,32 @@ class OpenRun:
     test_images: np.ndarray
     test_labels: np.ndarray
 
+    norm: Norm = FASHION_NORM
+
     @property
     def n_test(self) -> int:
         return len(self.test_labels)
 
+    def test_tensor(self) -> torch.Tensor:
+        """The test images as the model reads them: ``(N, C, H, W)`` normalised, on ``device``."""
+        return to_tensor(self.test_images, self.device, norm=self.norm)
 
-def check_dataset_matches(cfg: TrainConfig, ds: Dataset) -> None:
-    """A run resumed or evaluated on a different dataset is refused rather than mixed."""
-    if cfg.verify and not ds.verified:
-        raise RunError(f"the run was trained on verified Fashion-MNIST but {ds.source} is not")
+
+def check_dataset_matches(cfg: TrainConfig, ds: Dataset, run_dir: str | Path | None = None) -> None:
+    """A run resumed or evaluated on a different dataset is refused rather than mixed.
+
+    Three checks, each one line: the data spec the run recorded (``config.json``'s ``data``) is
+    the one loaded; the arrays' checksum matches the one in ``dataset.json`` (so a changed image
+    folder or ``.npz`` is caught); and a run trained on verified data gets verified data.
+    """
+    if cfg.data != ds.name:
+        raise RunError(f"the run was trained on --data {cfg.data}, not {ds.name}; pass --data {cfg.data}")
+    recorded = read_run_dataset(run_dir) if run_dir is not None else None
+    if recorded and recorded.get("checksum") and recorded["checksum"] != ds.checksum:
+        raise RunError(f"{ds.source} is not the data {run_dir} trained on: its arrays' checksum differs from "
+                       f"{run_dir}/{DATASET_FILE} (the files changed since training)")
+    if cfg.verify and not ds.verified and ds.name in IDX_FAMILIES:
+        raise RunError(f"the run was trained on verified {ds.name} but {ds.source} is not")
 
 
 def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: str | None = None) -> OpenRun:
@@ -82,9 +101,9 @@ def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: s
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    check_dataset_matches(cfg, ds)
+    check_dataset_matches(cfg, ds, run_dir)
     dev = resolve_device(device or cfg.device)
     n_test = cfg.limit_test or len(ds.test_labels)
-    model, _ = load_run_model(run_dir, which, dev, image_size=ds.train_images.shape[1])
+    model, _ = load_run_model(run_dir, which, dev, image_size=ds.image_size, in_channels=ds.channels)
     return OpenRun(path=run_dir, config=cfg, device=dev, model=model, test_images=ds.test_images[:n_test],
-                   test_labels=ds.test_labels[:n_test].astype(np.int64))
+                   test_labels=ds.test_labels[:n_test].astype(np.int64), norm=ds.norm)

@@ -75,7 +75,7 @@ def run_robustness(run_dir: str | Path, ds: Dataset, *, severities: Sequence[int
                                                                                 run.test_labels[idx])
         model = run.model
         result = evaluate_corrupted(model, images, labels, corruptions=names, severities=severities, seed=seed,
-                                    batch_size=cfg.eval_batch_size, progress=progress)
+                                    norm=run.norm, batch_size=cfg.eval_batch_size, progress=progress)
         per, mean = summarise(result["accuracy"])
         record = {"model": cfg.model, "run": str(run_dir), "checkpoint": "best", "n_images": int(len(labels)),
                   "samples": samples, "seed": int(seed), "indices": None if idx is None else idx.tolist(),

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cnnlstm.config import TrainConfig, config_to_dict
-from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
+from cnnlstm.data import FASHION_NORM, Norm
 from cnnlstm.data import augment as aug
 from cnnlstm.device import autocast_dtype
 from cnnlstm.errors import RunError
@@ -33,7 +33,13 @@ from cnnlstm.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-BLACK = (0.0 - PIXEL_MEAN) / PIXEL_STD  # a black pixel after normalisation
+BLACK = (0.0 - FASHION_NORM.mean[0]) / FASHION_NORM.std[0]  # a black Fashion-MNIST pixel after normalisation
+
+
+def black_pixel(norm: Norm) -> float | tuple[float, ...]:
+    """A black pixel (0) after ``norm``: a float for one channel, a tuple per channel otherwise."""
+    values = tuple((0.0 - m) / s for m, s in zip(norm.mean, norm.std))
+    return values[0] if len(values) == 1 else values
 
 
 class TrainingInterrupted(Exception):
@@ -65,13 +71,13 @@ class TrainState:
 # --------------------------------------------------------------------------- optimizer and schedule
 
 
-def build_augment(cfg: TrainConfig) -> aug.Augment | None:
+def build_augment(cfg: TrainConfig, norm: Norm = FASHION_NORM) -> aug.Augment | None:
     """The training-batch augmentation the config asks for, or None when it asks for none.
 
     Pixels shifted in and erased rectangles get the normalised value of a black pixel, the
     Fashion-MNIST background (0 would be mid-grey after normalisation).
     """
-    augment = aug.Augment(cfg.flip_h, cfg.flip_v, cfg.shift, cfg.erase, fill=BLACK)
+    augment = aug.Augment(cfg.flip_h, cfg.flip_v, cfg.shift, cfg.erase, fill=black_pixel(norm))
     return augment if augment.enabled else None
 
 
@@ -259,10 +265,11 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM), debounce: float = 0
 class FitData:
     """Training and validation tensors, already on the training device."""
 
-    train_x: torch.Tensor  # (N, 1, H, W) float, normalised
+    train_x: torch.Tensor  # (N, C, H, W) float, normalised
     train_y: torch.Tensor  # (N,) int64
     val_x: torch.Tensor
     val_y: torch.Tensor
+    norm: Norm = FASHION_NORM  # the normalisation of the tensors (for the augmentations' black fill)
 
 
 def improved(value: float, best: float | None, monitor: str) -> bool:
@@ -336,7 +343,7 @@ def fit(model: nn.Module, data: FitData, cfg: TrainConfig, run_dir: str | Path |
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     loss_fn = build_loss(cfg, unwrap(model))
-    augment = build_augment(cfg)
+    augment = build_augment(cfg, data.norm)
     state = restore_state(resume, model, opt, sched, scaler, gen) if resume else TrainState()
     if resume and rank != 0:  # rank 0's checkpoint holds every shard's partial-epoch sums
         state.running.update(loss=0.0, correct=0, count=0)
