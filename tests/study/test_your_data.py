@@ -123,3 +123,11 @@ def test_digits_train_without_horizontal_flips(tmp_path, caplog):
     assert result is not None
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["flip_h"] == 0.0 and "does not preserve its labels" in caplog.text
+
+
+def test_report_on_other_data_has_no_fashion_references(rgb_run, tmp_path):
+    """Published numbers are Fashion-MNIST's: a report of runs on other data leaves them out."""
+    folder, run = rgb_run
+    assert main(["report", str(run), "--out", str(tmp_path / "rep.html"), "--quiet"]) == 0
+    text = (tmp_path / "rep.md").read_text()
+    assert "cnn_lstm" in text and "Published vs measured" not in text

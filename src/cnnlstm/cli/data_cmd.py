@@ -8,6 +8,7 @@ from rich.table import Table
 
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import add_data_flags, load_data_for_cli
+from cnnlstm.data.sources import IDX_FAMILIES
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,10 @@ def run(args) -> int:
     console = Console()
     console.print(f"dataset: {ds.name}")
     console.print(f"source: {ds.source}")
-    status = f"verified (the published checksums of {ds.name} match)" if ds.verified else "NOT verified"
+    if ds.name not in IDX_FAMILIES:
+        status = "none published (a folder or .npz of your own); the arrays' SHA-256 below identifies it"
+    else:
+        status = f"verified (the published checksums of {ds.name} match)" if ds.verified else "NOT verified"
     console.print(f"checksums: {status}")
     console.print(f"arrays: SHA-256 {ds.checksum[:16]}..., recorded by every run trained on them")
     console.print(f"images: {ds.image_size}x{ds.image_size}, {'RGB' if ds.channels == 3 else 'greyscale'}, "

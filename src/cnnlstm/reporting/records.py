@@ -35,6 +35,11 @@ class RunRecord:
     def model(self) -> str:
         return str(self.config.get("model", "?"))
 
+    @property
+    def data(self) -> str:
+        """The data spec the run trained on (runs from before the key: Fashion-MNIST)."""
+        return str(self.config.get("data", "fashion-mnist"))
+
     def figure(self, name: str) -> Path | None:
         p = self.path / "figures" / name
         return p if p.is_file() else None
