@@ -15,6 +15,7 @@ run folder layout (see ``docs/architecture.md``). They are re-exported lazily by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from cnnlstm.config import TrainConfig
     from cnnlstm.data import Dataset
 
-__all__ = ["Run", "default_report_path", "embed", "evaluate", "explain", "explore", "load_run", "report",
-           "reproduce", "robustness", "train"]
+__all__ = ["Run", "compare", "default_report_path", "embed", "evaluate", "explain", "explore", "load_run",
+           "report", "reproduce", "robustness", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -397,15 +398,35 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         study = replace(study, tsne_samples=tsne_samples)
     if seeds is not None and seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
-    if workers is not None and dask is not None:
-        raise ConfigError("choose one of workers (a local Dask cluster) and dask (an existing one)")
-    if gpu_per_job is not None and not 0 < gpu_per_job <= 1:
-        raise ConfigError(f"gpu_per_job must be in (0, 1], got {gpu_per_job}")
     for m in models or ():
         get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
     unknown = set(ablations or ()) - set(ABLATIONS)
     if unknown:
         raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
+    common = _study_common(settings, workers, dask, gpu_per_job)
+    root = Path(out) if out is not None else Path(f"runs/reproduce-{study.name}")
+    jobs = plan_jobs(study, seeds=seeds, common=common, models=tuple(models) if models is not None else None,
+                     ablations=tuple(ablations) if ablations is not None else None)
+    if data is None:
+        data = _common_dataset(common)
+    executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
+    try:
+        summary = run_study(root, data, study, jobs=jobs, events=events, executor=executor)
+    finally:
+        executor.close()
+    summary.update(report=write_study_report(root, summary["jobs"], study, data, failed=summary["failed"]),
+                   out=root)
+    return summary
+
+
+def _study_common(settings: dict | None, workers, dask, gpu_per_job) -> dict:
+    """The config keys every run of a study gets, checked, with a local worker's share of the cores."""
+    from cnnlstm.errors import ConfigError
+
+    if workers is not None and dask is not None:
+        raise ConfigError("choose one of workers (a local Dask cluster) and dask (an existing one)")
+    if gpu_per_job is not None and not 0 < gpu_per_job <= 1:
+        raise ConfigError(f"gpu_per_job must be in (0, 1], got {gpu_per_job}")
     common = dict(settings or {})
     if common.get("device") is not None:
         from cnnlstm.device import check_device_name
@@ -417,22 +438,61 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         # Each local worker process gets an equal share of the cores (a runtime key: resuming the
         # study serially, or on another machine, may change it).
         common["threads"] = max(1, (os.cpu_count() or 1) // max(1, workers))
-    root = Path(out) if out is not None else Path(f"runs/reproduce-{study.name}")
-    jobs = plan_jobs(study, seeds=seeds, common=common, models=tuple(models) if models is not None else None,
-                     ablations=tuple(ablations) if ablations is not None else None)
-    if data is None:
-        from cnnlstm.data import load_dataset
+    return common
 
-        data = load_dataset(common.get("data_dir"), download=common.get("download", True),
-                            verify=common.get("verify", True))
+
+def _common_dataset(common: dict) -> Dataset:
+    """The dataset a study's common settings name (``data``, ``image_size``, ``data_dir`` ...)."""
+    from cnnlstm.data import load_data
+
+    return load_data(common.get("data", "fashion-mnist"), image_size=common.get("image_size", 0),
+                     data_dir=common.get("data_dir"), download=common.get("download", True),
+                     verify=common.get("verify", True))
+
+
+def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int = 3, preset: str | None = "fast",
+            data: Dataset | None = None, settings: dict | None = None, workers: int | None = None,
+            dask: str | None = None, dask_tls: str | Path | None = None, gpu_per_job: float | None = None,
+            events=None) -> dict:
+    """Train ``models`` under one recipe and the same seeds, then compare every pair; as ``cnnlstm compare``.
+
+    Parameters
+    ----------
+    models : sequence of str
+        Two or more registered model names.
+    out : path, optional
+        The folder (default ``runs/compare-<A>-<B>...``); the same folder again resumes it.
+    seeds : int, default 3
+        Seeds 0 .. seeds-1 for every model: seed k of one model is paired with seed k of another.
+    preset : str, optional
+        The training preset every model trains with (default ``fast``; None for the config defaults).
+    data : Dataset, optional
+        Default: the one ``settings`` names (``data``, ``image_size``, ``data_dir`` ...).
+    settings : dict, optional
+        Config keys for every run (``epochs``, ``device``, ``threads``, ``data`` ...).
+    workers, dask, dask_tls, gpu_per_job
+        Where the runs train, as for :func:`reproduce`.
+
+    Returns
+    -------
+    dict
+        ``ran``, ``skipped``, ``failed`` (``{run: error}``), ``report`` (its path), ``pairs``
+        (:class:`cnnlstm.reporting.compare.MatchedPair`, each with ``claim()``), ``out``.
+    """
+    from cnnlstm.study.compare import plan_compare, run_compare
+
+    common = _study_common(settings, workers, dask, gpu_per_job)
+    if data is None:
+        data = _common_dataset(common)
+    common["data"] = data.name
+    jobs = plan_compare(models, seeds=seeds, preset=preset, common=common)
+    root = Path(out) if out is not None else Path("runs") / ("compare-" + "-".join(models))
     executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
     try:
-        summary = run_study(root, data, study, jobs=jobs, events=events, executor=executor)
+        summary = run_compare(root, data, jobs, executor=executor, events=events)
     finally:
         executor.close()
-    summary.update(report=write_study_report(root, summary["jobs"], study, data, failed=summary["failed"]),
-                   out=root)
-    return summary
+    return {**summary, "out": root}
 
 
 def _study_executor(workers, dask, dask_tls, gpu_per_job):

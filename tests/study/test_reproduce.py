@@ -85,6 +85,7 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     assert "data:image/png;base64," in html and "http://" not in html.split("<body")[0]
     assert (out / "runs/model1-s0/metrics.json").exists() and (out / "ablations/no_flip-s0/metrics.json").exists()
     assert (out / "explore/stats.json").exists()
+    assert (out / "figures/forest.png").is_file() and "figures/forest.png" in md  # the pairs' forest plot
     embedded = sorted(p.parent.name for p in out.glob("runs/*/embed.json"))
     assert len(embedded) == 2  # the best baseline and the best hybrid, picked on validation accuracy
     assert "\n- " in summary  # the claims are Markdown list items

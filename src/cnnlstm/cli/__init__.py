@@ -17,11 +17,12 @@ from cnnlstm.errors import UserError
 
 # Order is the order of `cnnlstm --help`.
 COMMANDS = ("data", "models", "train", "evaluate", "robustness", "explain", "explore", "embed", "report",
-            "reproduce", "predict", "export", "sweep")
+            "compare", "reproduce", "predict", "export", "sweep")
 
 EPILOG = """examples:
   cnnlstm data                          # where the dataset is, counts, checksums
   cnnlstm train cnn_lstm --preset fast  # the flagship, its fast CPU recipe
+  cnnlstm compare cnn_lstm cnn_twin     # two models, one recipe, 3 seeds: the matched comparison
   cnnlstm reproduce --preset quick      # the whole study and its report
   cnnlstm COMMAND --help                # details and examples of each command
 """

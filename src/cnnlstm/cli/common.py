@@ -6,6 +6,9 @@ Command modules import their shared helpers from here and never from one another
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+import time
 from pathlib import Path
 
 from cnnlstm.data import Dataset, load_data
@@ -209,3 +212,122 @@ class training_display:
     def __exit__(self, *exc) -> bool:
         self.display.stop()
         return False
+
+
+def add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """--workers, --dask, --dask-tls, --gpu-per-job: where a study's jobs run."""
+    where = p.add_argument_group("where the jobs run (default: in this process, one after another)")
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="a Dask cluster of N worker processes on this machine, bound to 127.0.0.1; the cores "
+                            "are split between them (--threads each, default cores / N); on a GPU they share it")
+    where.add_argument("--dask", metavar="ADDRESS", default=None,
+                       help="an existing Dask scheduler (tcp://host:8786, or tls://host:8786 with --dask-tls): "
+                            "lab PCs, Slurm/PBS through dask-jobqueue, Kubernetes; see docs/scaling.md. A "
+                            "scheduler runs any code its clients send: keep it on loopback or a private network")
+    where.add_argument("--dask-tls", metavar="DIR", default=None,
+                       help="folder with ca.pem, cert.pem and key.pem for a tls:// scheduler")
+    where.add_argument("--gpu-per-job", type=float, default=None, metavar="F",
+                       help="each job asks for F of a worker's GPU resource (workers started with "
+                            "--resources GPU=1 run 1/F jobs on their card at once)")
+
+
+# --------------------------------------------------------------------------- a study's progress
+
+
+class StudyDisplay:
+    """Jobs done, running and failed, with an ETA and where each runs; the epoch bar of an in-process run.
+
+    On a terminal it is a live bar; otherwise (a log, CI) one line per job started and finished.
+    """
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.live = not quiet and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.total = self.done = 0.0
+        self.n_done = self.n_failed = 0
+        self.running: dict[str, str] = {}  # job -> where it runs
+        self.last_running = ""  # the last "running now" line, so an unchanged one is not repeated
+        self.bar = self.overall = self.epoch_task = None
+        self.log = logging.getLogger("cnnlstm.study.reproduce")
+
+    def events(self):
+        from cnnlstm.study.executor import JobEvents
+
+        return JobEvents(on_start=self.start_job, on_end=self.end_job, on_running=self.show_running,
+                         on_step=self.on_step, on_epoch=self.on_epoch)
+
+    def show_running(self, running: dict[str, list[str]]) -> None:
+        """Which worker runs which job now (a Dask cluster's answer; the others are queued)."""
+        now = "; ".join(f"{worker}: {', '.join(k.rsplit('-', 1)[0] for k in keys)}"
+                        for worker, keys in sorted(running.items()))
+        if now and now != self.last_running:
+            self.last_running = now
+            self.log.info("running now: %s", now)
+
+    def _start_bar(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True)
+        self.overall = self.bar.add_task("study", total=max(self.total, 1e-9))
+        self.bar.start()
+
+    def start_job(self, job, where: str) -> None:
+        from cnnlstm.study.reproduce import job_key
+
+        self.total += job.weight
+        self.running[job_key(job)] = where
+        if self.live and self.bar is None:
+            self._start_bar()
+        self.log.info("%s %s on %s%s", "queued" if where.startswith("the queue") else "started", job_key(job),
+                      where.removeprefix("the queue of "), self.counts())
+        self._refresh()
+
+    def end_job(self, job, seconds: float, error: str | None) -> None:
+        from cnnlstm.study.reproduce import job_key
+
+        self.running.pop(job_key(job), None)
+        self.done += job.weight
+        self.n_done += error is None
+        self.n_failed += error is not None
+        self.log.info("%s %s in %.1f s%s%s", "FAILED" if error else "finished", job_key(job), seconds,
+                      self.counts(), self.eta())
+        self._refresh()
+
+    def counts(self) -> str:
+        return f" [done {self.n_done}, running or queued {len(self.running)}, failed {self.n_failed}]"
+
+    def _refresh(self) -> None:
+        if self.bar is None:
+            return
+        where = ", ".join(f"{k} ({w})" for k, w in list(self.running.items())[:3])
+        more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
+        self.bar.update(self.overall, total=max(self.total, 1e-9), completed=min(self.done, self.total),
+                        description=f"{self.counts().strip()} {where}{more}")
+
+    def on_step(self, b: int, nb: int, loss: float) -> None:
+        if not self.bar:
+            return
+        if self.epoch_task is None:
+            self.epoch_task = self.bar.add_task("  epoch", total=nb)
+        self.bar.update(self.epoch_task, completed=b, description=f"  epoch (loss {loss:.3f})")
+
+    def on_epoch(self, row: dict) -> None:
+        if not self.live and not self.quiet:
+            self.log.info("  epoch %d: train acc %.4f, val acc %.4f, %.1f s", row["epoch"], row["train_acc"],
+                          row["val_acc"], row["seconds"])
+        if self.bar and self.epoch_task is not None:
+            self.bar.remove_task(self.epoch_task)
+            self.epoch_task = None
+
+    def eta(self) -> str:
+        """Time left, from the share of the planned work (job weights) done so far."""
+        elapsed = time.perf_counter() - self.t0
+        if self.done <= 0 or elapsed < 5 or self.done >= self.total:
+            return ""
+        left = elapsed / self.done * (self.total - self.done)
+        return f" (about {left / 60:.1f} min left of this stage)"
+
+    def stop(self) -> None:
+        if self.bar:
+            self.bar.stop()

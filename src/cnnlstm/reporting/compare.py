@@ -8,7 +8,7 @@ with other run records convert once, here the comparison logic stays in one plac
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +93,40 @@ def seed_pair_rows(c: Comparison) -> list[dict[str, str]]:
 SEED_PAIR_NOTE = ("Per seed pair, on the same test images: McNemar's exact test on the images only one of the "
                   "two got right, and a paired bootstrap interval of the accuracy difference. These measure "
                   "test-set sampling noise for one pair of runs, not seed-to-seed variation.")
+
+
+@dataclass(frozen=True)
+class MatchedPair:
+    """Model A against model B over their seeds, and what their recipes do not share."""
+
+    a: str
+    b: str
+    comparison: Comparison
+    differences: list[str]
+
+    def claim(self) -> str:
+        """The comparison's sentence, marked when the two sides were not trained alike."""
+        text = self.comparison.sentence()
+        if self.differences:
+            text += f" — not a matched comparison ({'; '.join(self.differences)})"
+        return text + "."
+
+    def forest_row(self) -> dict:
+        """The pair as :func:`cnnlstm.reporting.figures.plot_forest` draws it (points)."""
+        s = self.comparison.seeds
+        return {"label": f"{self.a} vs {self.b}", "diff": 100 * s.diff, "n": s.n,
+                "low": None if s.low is None else 100 * s.low, "high": None if s.high is None else 100 * s.high}
+
+
+def match_pairs(groups: Mapping[str, Sequence[SeedRun]], pairs: Sequence[tuple[str, str]]) -> list[MatchedPair]:
+    """:func:`compare_groups` for each ``(a, b)`` whose two sides both have runs, with their recipe check.
+
+    The one function behind every matched comparison the project prints: ``cnnlstm compare``'s
+    table and the study's "What the LSTM adds".
+    """
+    out = []
+    for a, b in pairs:
+        if groups.get(a) and groups.get(b):
+            out.append(MatchedPair(a, b, compare_groups(a, groups[a], b, groups[b]),
+                                   recipe_differences(groups[a][0].config, groups[b][0].config)))
+    return out

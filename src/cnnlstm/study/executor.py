@@ -331,9 +331,14 @@ class DaskExecutor:
                                   resources=resources, pure=False, retries=0)
 
     def running(self) -> dict[str, list[str]]:
-        """Which worker runs which task now (``{worker address: [task keys]}``)."""
+        """Which worker executes which task now (``{worker address: [task keys]}``).
+
+        Asked of the workers themselves: the scheduler's ``processing`` also lists the tasks it has
+        already assigned to a worker that will run them later, which read as if all ran at once.
+        """
         try:
-            return {w: list(keys) for w, keys in self.client.processing().items() if keys}
+            executing = self.client.run(_executing_keys)
+            return {w: sorted(keys) for w, keys in executing.items() if keys}
         except Exception:  # noqa: BLE001 - a progress nicety must never end the study
             return {}
 
@@ -365,3 +370,8 @@ def _chain(exc: BaseException):
         seen.add(id(exc))
         yield exc
         exc = exc.__cause__ or exc.__context__
+
+
+def _executing_keys(dask_worker) -> list[str]:
+    """The keys of the tasks a worker is executing (run on each worker by ``Client.run``)."""
+    return [str(ts.key) for ts in dask_worker.state.executing]

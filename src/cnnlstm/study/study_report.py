@@ -28,10 +28,11 @@ from cnnlstm.measure.stats import Comparison, format_mean_std, mean_std, one_sam
 from cnnlstm.reporting import figures as plots
 from cnnlstm.reporting.compare import (
     SEED_PAIR_NOTE,
+    MatchedPair,
     SeedRun,
     compare_groups,
     comparison_cells,
-    recipe_differences,
+    match_pairs,
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Figure, Figures, Paragraph, Section, Table, write_report
@@ -124,40 +125,34 @@ def _size(model: str, config: dict) -> tuple[int, float]:
     return info["params"], info["mflops"]
 
 
-def control_comparisons(models: dict[str, dict]) -> list[tuple[str, str, Comparison, list[str]]]:
-    """``(hybrid, control, comparison, recipe differences)`` for every pair the study trained."""
-    out = []
-    for hybrid, control in CONTROL_PAIRS:
-        if hybrid in models and control in models:
-            h, c = models[hybrid], models[control]
-            cmp = compare_groups(hybrid, h["seed_runs"], control, c["seed_runs"])
-            diffs = recipe_differences(h["seed_runs"][0].config, c["seed_runs"][0].config)
-            out.append((hybrid, control, cmp, diffs))
-    return out
+def control_comparisons(models: dict[str, dict]) -> list[MatchedPair]:
+    """Every hybrid against its control, for the pairs the study trained (:func:`match_pairs`)."""
+    return match_pairs({name: agg["seed_runs"] for name, agg in models.items()}, CONTROL_PAIRS)
 
 
-def control_rows(models: dict[str, dict], comparisons) -> list[dict]:
+def forest_figure(pairs: list[MatchedPair], path: Path) -> Figure:
+    """The forest plot of ``pairs`` (Δ and its interval over seeds, a zero line) as a report block."""
+    from cnnlstm.reporting import figures as plots
+
+    plots.plot_forest([p.forest_row() for p in pairs], path)
+    return Figure(path, "Δ test accuracy of each pair with its 95% t-interval over paired seeds; an interval "
+                        "that crosses the dashed zero line is no measurable difference")
+
+
+def control_rows(models: dict[str, dict], comparisons: list[MatchedPair]) -> list[dict]:
     """The table of "What the LSTM adds": each hybrid beside its control."""
     rows = []
-    for hybrid, control, cmp, diffs in comparisons:
-        h, c = models[hybrid], models[control]
-        (ph, fh), (pc, fc) = _size(hybrid, h["seed_runs"][0].config), _size(control, c["seed_runs"][0].config)
-        rows.append({"hybrid": hybrid, "control": control, "params": f"{ph:,} / {pc:,}",
+    for pair in comparisons:
+        h, c = models[pair.a], models[pair.b]
+        (ph, fh), (pc, fc) = _size(pair.a, h["seed_runs"][0].config), _size(pair.b, c["seed_runs"][0].config)
+        rows.append({"hybrid": pair.a, "control": pair.b, "params": f"{ph:,} / {pc:,}",
                      "MFLOPs/image": f"{fh:.2f} / {fc:.2f}", "epochs": f"{h['epochs']} / {c['epochs']}",
                      "train s": f"{h['seconds']:.0f} / {c['seconds']:.0f}",
                      "test % (hybrid)": fmt_pct(h["acc_mean"], h["acc_std"], h["n"]),
                      "test % (control)": fmt_pct(c["acc_mean"], c["acc_std"], c["n"]),
-                     **comparison_cells(cmp),
-                     "recipe": "same" if not diffs else "DIFFERS: " + "; ".join(diffs)})
+                     **comparison_cells(pair.comparison),
+                     "recipe": "same" if not pair.differences else "DIFFERS: " + "; ".join(pair.differences)})
     return rows
-
-
-def claim(cmp: Comparison, diffs: list[str]) -> str:
-    """A comparison's sentence, marked when the two sides were not trained alike."""
-    text = cmp.sentence()
-    if diffs:
-        text += f" — not a matched comparison ({'; '.join(diffs)})"
-    return text + "."
 
 
 # --------------------------------------------------------------------------- ablations
@@ -213,7 +208,7 @@ def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, C
     lines: list[str | list[str]] = []
     if comparisons:
         lines.append("What the LSTM adds, each hybrid against its control at the same recipe and schedule:")
-        lines.append([claim(cmp, diffs) for _, _, cmp, diffs in comparisons])
+        lines.append([pair.claim() for pair in comparisons])
     if (text := flagship_vs_published(models)) is not None:
         lines.append(text)
     if ablation_cmp:
@@ -346,8 +341,9 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
                       "once per step); cnn_gap is the stem with global average pooling; model1 is the "
                       "control of model1_lstm and of parallel_cnn_lstm (whose CNN branch alone is Model I). "
                       "Columns with a slash give hybrid / control. Δ = hybrid − control."),
-            Table(rows, list(rows[0])), Paragraph(SEED_PAIR_NOTE),
-            Table(pairs, list(pairs[0])) if (pairs := [r for _, _, c, _ in comparisons for r in seed_pair_rows(c)])
+            Table(rows, list(rows[0])), forest_figure(comparisons, root / "figures" / "forest.png"),
+            Paragraph(SEED_PAIR_NOTE),
+            Table(pairs, list(pairs[0])) if (pairs := [r for p in comparisons for r in seed_pair_rows(p.comparison)])
             else Paragraph("No seed pair has predictions of the same test images.")]))
     sections += [
         Section("Table I: published methods vs measured here", [

@@ -27,6 +27,7 @@ from cnnlstm.reporting.figures.dataset import (
 from cnnlstm.reporting.figures.runs import (
     plot_confusion_matrix,
     plot_explanations,
+    plot_forest,
     plot_history,
     plot_image_pairs,
     plot_misclassified,
@@ -36,4 +37,4 @@ from cnnlstm.reporting.figures.runs import (
 )
 from cnnlstm.reporting.figures.sweep import plot_importances, plot_trials
 
-__all__ = ["DPI", "EMBED_POINT_SIZE", "PALETTE_COLORS", "class_colors", "format_quality", "plot_boxplots", "plot_class_distribution", "plot_confusion_matrix", "plot_embedding", "plot_embeddings_side_by_side", "plot_explanations", "plot_history", "plot_image_pairs", "plot_importances", "plot_mean_images", "plot_misclassified", "plot_reliability", "plot_robustness", "plot_roc", "plot_sample_grid", "plot_trials"]
+__all__ = ["DPI", "EMBED_POINT_SIZE", "PALETTE_COLORS", "class_colors", "format_quality", "plot_boxplots", "plot_class_distribution", "plot_confusion_matrix", "plot_embedding", "plot_embeddings_side_by_side", "plot_explanations", "plot_forest", "plot_history", "plot_image_pairs", "plot_importances", "plot_mean_images", "plot_misclassified", "plot_reliability", "plot_robustness", "plot_roc", "plot_sample_grid", "plot_trials"]

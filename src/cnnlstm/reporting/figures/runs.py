@@ -394,3 +394,35 @@ def plot_explanations(images, heat, steps, titles: Sequence[str], path, *, title
     panel_text = "Grad-CAM (jet)" + ("; LSTM step attribution (red for, blue against)" if steps is not None else "")
     fig.suptitle(f"{title}\n{panel_text}" + (f"\n{steps_note}" if steps_note else ""), fontsize=9)
     return _save(fig, path)
+
+
+def plot_forest(rows: Sequence[Mapping], path, *, title: str = "Matched comparisons: A − B") -> Path:
+    """One row per pair: Δ test accuracy (points) with its 95% interval over seeds, and a zero line.
+
+    ``rows``: ``{"label": "A vs B", "diff": float, "low": float or None, "high": float or None,
+    "n": int}`` in percentage points. A single-seed pair has no interval: its point is hollow and
+    labelled "1 seed".
+    """
+    n = max(len(rows), 1)
+    fig = _figure(7.0, 0.9 + 0.45 * n)
+    ax = fig.add_subplot()
+    ys = np.arange(len(rows))[::-1]
+    for y, row in zip(ys, rows):
+        if row.get("low") is not None:
+            excludes = row["low"] > 0 or row["high"] < 0
+            color = "#1b7837" if excludes else "#4d4d4d"
+            ax.errorbar(row["diff"], y, xerr=[[row["diff"] - row["low"]], [row["high"] - row["diff"]]],
+                        fmt="o", color=color, capsize=4, markersize=6)
+            note = f"n={row.get('n', '')}"
+        else:
+            ax.plot(row["diff"], y, "o", markerfacecolor="white", color="#4d4d4d", markersize=6)
+            note = "1 seed"
+        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    ax.axvline(0.0, color="#b2182b", linewidth=1.0, linestyle="--")
+    ax.set_yticks(ys, [row["label"] for row in rows])
+    ax.set_xlabel("Δ test accuracy, points (95% t-interval over paired seeds)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    if not rows:
+        ax.text(0.5, 0.5, "no pairs to compare", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)

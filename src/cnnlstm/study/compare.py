@@ -1,0 +1,165 @@
+"""``cnnlstm compare A B [C ...]``: the models trained under one recipe and the same seeds, then compared.
+
+The question a researcher asks every day, "is my model better than that one?", answered the way
+the study answers it for the LSTM: every model trains with the same training preset, overrides
+and seeds into one folder (resumably, on the same executors as ``cnnlstm reproduce``), then each
+pair is compared by :func:`cnnlstm.reporting.compare.match_pairs`, the function behind the study's
+"What the LSTM adds": mean ± sample std over seeds, Δ with its 95% t-interval over paired seeds,
+McNemar's exact test and a paired bootstrap per seed pair, the recipe check, parameters and
+MFLOPs, and the one sentence the numbers allow.
+
+Folder::
+
+    OUT/runs/<model>-s<seed>/   one run folder per model and seed
+    OUT/figures/forest.png      Δ of every pair with its interval and a zero line
+    OUT/report.html, report.md
+    OUT/failures.json           the jobs that failed for good (absent when none did)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnnlstm.config import resolve_train_config
+from cnnlstm.data import Dataset
+from cnnlstm.errors import ConfigError
+from cnnlstm.measure.stats import mean_std
+from cnnlstm.reporting.compare import (
+    SEED_PAIR_NOTE,
+    MatchedPair,
+    SeedRun,
+    comparison_cells,
+    match_pairs,
+    seed_pair_rows,
+)
+from cnnlstm.reporting.page import BulletList, Paragraph, Section, Table, write_report
+from cnnlstm.runs import read_json, write_json
+from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key
+from cnnlstm.study.study_report import fmt_pct, forest_figure
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "fast"
+DEFAULT_SEEDS = 3
+
+
+def plan_compare(models: Sequence[str], *, seeds: int = DEFAULT_SEEDS, preset: str | None = DEFAULT_PRESET,
+                 common: dict | None = None) -> list[Job]:
+    """One training job per model and seed, every config from the same preset and overrides.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two models, a model named twice, fewer than 1 seed, or a bad model or preset.
+    """
+    models = list(models)
+    if len(models) < 2:
+        raise ConfigError("compare needs at least two models, e.g. cnnlstm compare cnn_lstm cnn_twin")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"a model is named twice in {', '.join(models)}")
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    for key in ("model", "seed"):
+        if key in (common or {}):
+            raise ConfigError(f"{key} is set by compare itself (the MODEL arguments, seeds 0..N-1); drop it")
+    jobs = []
+    for model in models:
+        for seed in range(seeds):
+            cfg = resolve_train_config(model, preset=preset, overrides={**(common or {}), "seed": seed})
+            jobs.append(Job("train", f"{model}-s{seed}", "compare", cfg, label=model))
+    return jobs
+
+
+def run_compare(root: str | Path, ds: Dataset, jobs: list[Job], *, executor=None, events=None) -> dict:
+    """Train the jobs not yet done (a rerun resumes), then write the report; return a summary.
+
+    Returns
+    -------
+    dict
+        ``{"ran", "skipped", "failed": {name: error}, "report": Path, "pairs": [MatchedPair]}``.
+    """
+    from cnnlstm.study.executor import JobEvents, SerialExecutor
+
+    root = Path(root)
+    executor = executor or SerialExecutor()
+    check_recipes(jobs, root)
+    todo = [j for j in jobs if not job_done(j, root)]
+    for job in jobs:
+        if job not in todo:
+            log.info("skipping %s (done)", job_key(job))
+    failed = executor.run(todo, root, ds, StudySettings(), events or JobEvents(), lambda job: None)
+    failures = root / "failures.json"
+    if failed:
+        write_json(failures, failed)
+    elif failures.exists():
+        failures.unlink()
+    report, pairs = write_compare_report(root, jobs, ds, failed=failed)
+    return {"ran": len(todo), "skipped": len(jobs) - len(todo), "failed": failed, "report": report, "pairs": pairs}
+
+
+def seed_runs(root: Path, jobs: list[Job]) -> dict[str, list[SeedRun]]:
+    """The finished runs of each model, in seed order (runs without ``metrics.json`` are left out)."""
+    out: dict[str, list[SeedRun]] = {}
+    for job in jobs:
+        folder = job.folder(root)
+        if (folder / "metrics.json").exists():
+            metrics = read_json(folder / "metrics.json")
+            out.setdefault(job.cfg.model, []).append(
+                SeedRun(job.cfg.seed, float(metrics["accuracy"]), folder, read_json(folder / "config.json")))
+    return out
+
+
+def model_rows(groups: dict[str, list[SeedRun]], ds: Dataset) -> list[dict]:
+    """One row per model: seeds, test accuracy mean ± sample std, size and cost, schedule."""
+    from cnnlstm.models import model_summary
+
+    rows = []
+    for model, runs in groups.items():
+        mean, std = mean_std(r.accuracy for r in runs)
+        cfg = runs[0].config
+        info = model_summary(model, image_size=ds.image_size, in_channels=ds.channels, num_classes=ds.num_classes,
+                             **cfg.get("model_args", {}))
+        seconds = [read_json(r.folder / "metrics.json").get("train_seconds") or 0.0 for r in runs]
+        rows.append({"model": model, "n seeds": len(runs), "test accuracy (%)": fmt_pct(mean, std, len(runs)),
+                     "params": f"{info['params']:,}", "MFLOPs/image": f"{info['mflops']:.2f}",
+                     "epochs": cfg.get("epochs"), "train s (mean)": f"{sum(seconds) / len(seconds):.1f}"})
+    return rows
+
+
+def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *,
+                         failed: dict[str, str] | None = None) -> tuple[Path, list[MatchedPair]]:
+    """``report.html``/``report.md`` and ``figures/forest.png`` of a comparison folder."""
+    groups = seed_runs(root, jobs)
+    models = list(dict.fromkeys(j.cfg.model for j in jobs))
+    pairs = match_pairs(groups, list(itertools.combinations(models, 2)))
+    data = (f"Data: {ds.name} ({ds.image_size}x{ds.image_size}, {'RGB' if ds.channels == 3 else 'greyscale'}, "
+            f"{ds.num_classes} classes; arrays SHA-256 {ds.checksum[:16]}...). Test accuracy on its "
+            f"{len(ds.test_labels):,} test images; every model under the same preset, overrides and seeds.")
+    sections = [Section("Summary", [Paragraph(data), BulletList([p.claim() for p in pairs]) if pairs
+                                    else Paragraph("No pair has finished runs on both sides yet.")])]
+    if groups:
+        sections.append(Section("Models", [Table(rows := model_rows(groups, ds), list(rows[0]))]))
+    if pairs:
+        table = [{"A": p.a, "B": p.b, **comparison_cells(p.comparison),
+                  "recipe": "same" if not p.differences else "DIFFERS: " + "; ".join(p.differences)} for p in pairs]
+        seed_rows = [r for p in pairs for r in seed_pair_rows(p.comparison)]
+        sections.append(Section("Matched comparisons", [
+            Paragraph("Δ = A − B in points of test accuracy. The interval is a 95% t-interval over seeds (seed k of "
+                      "A paired with seed k of B); a difference is claimed only when it excludes 0."),
+            Table(table, list(table[0])), forest_figure(pairs, root / "figures" / "forest.png"),
+            Paragraph(SEED_PAIR_NOTE),
+            Table(seed_rows, list(seed_rows[0])) if seed_rows
+            else Paragraph("No seed pair has predictions of the same test images.")]))
+    missing = [job_key(j) for j in jobs if not job_done(j, root)]
+    if missing:
+        why = failed or {}
+        sections[0].blocks.append(Paragraph(
+            f"Missing: {len(missing)} run(s) did not finish, so the tables are without them: "
+            + "; ".join(f"{m} ({why[m]})" if m in why else m for m in missing)
+            + ". Rerunning the same command retries them."))
+    out = root / "report.html"
+    write_report(out, f"cnnlstm compare: {' vs '.join(models)}", sections)
+    return out, pairs

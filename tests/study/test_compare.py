@@ -1,0 +1,89 @@
+"""cnnlstm compare: the matched comparison on known numbers, the same answer as the study's, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cnnlstm.cli import main
+from cnnlstm.errors import ConfigError
+from cnnlstm.reporting.compare import SeedRun, match_pairs
+from cnnlstm.study.compare import plan_compare
+from cnnlstm.study.study_report import control_comparisons
+
+
+def _runs(tmp_path, model, accs, config=None):
+    """Seed runs with known accuracies and predictions that reach exactly those accuracies."""
+    out = []
+    labels = np.arange(200) % 10
+    for seed, acc in enumerate(accs):
+        folder = tmp_path / f"{model}-s{seed}"
+        folder.mkdir()
+        preds = labels.copy()
+        wrong = int(round((1 - acc) * len(labels)))
+        preds[:wrong] = (preds[:wrong] + 1) % 10
+        np.savez(folder / "predictions.npz", labels=labels, preds=preds)
+        out.append(SeedRun(seed, acc, folder, {"model": model, "seed": seed, "epochs": 3, **(config or {})}))
+    return out
+
+
+def test_sentence_and_interval_on_known_numbers(tmp_path):
+    a = _runs(tmp_path, "mine", [0.90, 0.91, 0.905])
+    b = _runs(tmp_path, "theirs", [0.88, 0.885, 0.885])
+    (pair,) = match_pairs({"mine": a, "theirs": b}, [("mine", "theirs")])
+    diffs = np.array([0.02, 0.025, 0.02])
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
+    s = pair.comparison.seeds
+    assert s.n == 3 and s.paired
+    assert s.low == pytest.approx(diffs.mean() - half) and s.high == pytest.approx(diffs.mean() + half)
+    assert pair.claim().startswith("mine beat theirs by 2.17 points (95% CI")
+    assert pair.differences == []
+    row = pair.forest_row()
+    assert row["diff"] == pytest.approx(100 * diffs.mean()) and row["low"] > 0
+
+
+def test_no_difference_and_recipe_differences_are_said(tmp_path):
+    a = _runs(tmp_path, "a", [0.90, 0.88, 0.91])
+    b = _runs(tmp_path, "b", [0.89, 0.90, 0.895], config={"epochs": 5})
+    (pair,) = match_pairs({"a": a, "b": b}, [("a", "b")])
+    assert "no measurable difference between a and b at 3 seeds" in pair.claim()
+    assert "not a matched comparison (epochs 3 vs 5)" in pair.claim()
+
+
+def test_the_study_asks_the_same_function(tmp_path):
+    h = _runs(tmp_path, "model1_lstm", [0.86, 0.87, 0.865])
+    c = _runs(tmp_path, "model1", [0.85, 0.86, 0.87])
+    models = {"model1_lstm": {"seed_runs": h}, "model1": {"seed_runs": c}}
+    (study_pair,) = control_comparisons(models)
+    (compare_pair,) = match_pairs({"model1_lstm": h, "model1": c}, [("model1_lstm", "model1")])
+    assert study_pair == compare_pair and study_pair.claim() == compare_pair.claim()
+
+
+def test_plan_rejects_what_compare_sets_itself():
+    with pytest.raises(ConfigError, match="at least two models"):
+        plan_compare(["cnn_lstm"])
+    with pytest.raises(ConfigError, match="seed is set by compare"):
+        plan_compare(["model1", "model2"], common={"seed": 4})
+    jobs = plan_compare(["model1", "model2"], seeds=2, preset="paper", common={"epochs": 1})
+    assert [j.name for j in jobs] == ["model1-s0", "model1-s1", "model2-s0", "model2-s1"]
+    assert {j.cfg.epochs for j in jobs} == {1} and {j.cfg.optimizer for j in jobs} == {"adam"}
+
+
+def test_compare_end_to_end_and_resume(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "model1", "model2", "--seeds", "2", "--preset", "paper", "--set", "epochs=1",
+            "--set", "val_size=40", "--threads", "1", "--data-dir", str(tiny_data_dir), "--no-verify",
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "model1 and model2 at 2 seeds" in printed or "beat" in printed
+    report = (out / "report.md").read_text()
+    assert "| model1 | model2 |" in report and "figures/forest.png" in report
+    assert (out / "figures" / "forest.png").is_file()
+    before = json.loads((out / "runs" / "model1-s0" / "metrics.json").read_text())
+    assert main(argv) == 0  # everything done: nothing retrains, the report is rewritten
+    after = json.loads((out / "runs" / "model1-s0" / "metrics.json").read_text())
+    assert before == after
