@@ -409,6 +409,7 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
                      ablations=tuple(ablations) if ablations is not None else None)
     if data is None:
         data = _common_dataset(common)
+    jobs = _fit_jobs_to_dataset(jobs, data)
     executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
     try:
         summary = run_study(root, data, study, jobs=jobs, events=events, executor=executor)
@@ -485,7 +486,7 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
     if data is None:
         data = _common_dataset(common)
     common["data"] = data.name
-    jobs = plan_compare(models, seeds=seeds, preset=preset, common=common)
+    jobs = _fit_jobs_to_dataset(plan_compare(models, seeds=seeds, preset=preset, common=common), data)
     root = Path(out) if out is not None else Path("runs") / ("compare-" + "-".join(models))
     executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
     try:
@@ -493,6 +494,16 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
     finally:
         executor.close()
     return {**summary, "out": root}
+
+
+def _fit_jobs_to_dataset(jobs: list, ds: Dataset) -> list:
+    """Each training job's config as it will train on ``ds`` (its data spec; no label-changing flips),
+    so the plan a resumed study checks its folders against is what the folders hold."""
+    import dataclasses
+
+    from cnnlstm.study.experiment import fit_config_to_dataset
+
+    return [dataclasses.replace(j, cfg=fit_config_to_dataset(j.cfg, ds)) if j.cfg is not None else j for j in jobs]
 
 
 def _study_executor(workers, dask, dask_tls, gpu_per_job):

@@ -386,6 +386,10 @@ def config_to_dict(cfg: Any) -> dict:
 
 def config_differences(a: dict, b: dict, ignore: frozenset[str] = frozenset()) -> list[str]:
     """The keys two config dicts disagree on, outside ``ignore``: ``["key a_value vs b_value", ...]``
-    in key order (a key one side lacks reads as None there)."""
+    in key order. A key one side lacks reads as its :class:`TrainConfig` default there (a config
+    saved before the key existed meant the default), else as None."""
+    defaults = dataclasses.asdict(TrainConfig())
     keys = sorted((set(a) | set(b)) - ignore)
-    return [f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+    va = {k: a.get(k, defaults.get(k)) for k in keys}
+    vb = {k: b.get(k, defaults.get(k)) for k in keys}
+    return [f"{k} {va[k]!r} vs {vb[k]!r}" for k in keys if va[k] != vb[k]]

@@ -14,6 +14,7 @@ EXAMPLES = """\
   cnnlstm reproduce --out runs/study        # after an interruption: the same command continues it
   cnnlstm reproduce --preset paper --workers 4 --device cuda      # 4 jobs at a time sharing one GPU
   cnnlstm reproduce --preset paper --dask tcp://lab-pc1:8786      # on the lab's Dask cluster
+  cnnlstm reproduce --data ~/pets --image-size 32 --out runs/pets-study   # the plan's study on your images
 """
 
 
@@ -57,6 +58,8 @@ def run(args) -> int:
 
     settings = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,
                 "device": args.device, "threads": args.threads, "limit_train": args.limit_train}
+    if args.image_size:
+        settings["image_size"] = args.image_size
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
     ablations = None
     if args.ablations:

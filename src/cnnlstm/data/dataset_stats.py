@@ -51,13 +51,14 @@ def per_image_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ``(N,)`` float64 each; ``variances`` uses ``ddof=0``.
     """
     images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"images must be (N, H, W), got shape {images.shape}")
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images must be (N, H, W) or (N, H, W, C), got shape {images.shape}")
     n = images.shape[0]
     means = np.empty(n, dtype=np.float64)
     variances = np.empty(n, dtype=np.float64)
+    per_image = int(np.prod(images.shape[1:]))  # H*W (grey) or H*W*C: every value of one image
     for start in range(0, n, CHUNK):
-        x = images[start : start + CHUNK].reshape(-1, images.shape[1] * images.shape[2])
+        x = images[start : start + CHUNK].reshape(-1, per_image)
         x = x.astype(np.float64) / 255.0
         means[start : start + CHUNK] = x.mean(axis=1)
         variances[start : start + CHUNK] = x.var(axis=1)
@@ -77,18 +78,19 @@ def class_mean_images(images: np.ndarray, labels, n_classes: int) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        ``(n_classes, H, W)`` float64; an absent class gets an all-zero image.
+        ``(n_classes, H, W)`` (or ``(n_classes, H, W, C)`` for colour) float64; an absent class
+        gets an all-zero image.
     """
     images = np.asarray(images)
     labels = np.asarray(labels).astype(np.int64).ravel()
     counts = class_counts(labels, n_classes)
-    sums = np.zeros((n_classes, images.shape[1] * images.shape[2]), dtype=np.float64)
+    sums = np.zeros((n_classes, int(np.prod(images.shape[1:]))), dtype=np.float64)
     for start in range(0, images.shape[0], CHUNK):
         x = images[start : start + CHUNK].reshape(-1, sums.shape[1]).astype(np.float64)
         onehot = labels[start : start + CHUNK] == np.arange(n_classes)[:, None]  # (C, chunk)
         sums += onehot.astype(np.float64) @ x
     means = sums / 255.0 / np.maximum(counts, 1)[:, None]
-    return means.reshape(n_classes, images.shape[1], images.shape[2])
+    return means.reshape(n_classes, *images.shape[1:])  # (K, H, W) or (K, H, W, C)
 
 
 def sample_indices_per_class(labels, n_per_class: int, seed: int) -> np.ndarray:

@@ -176,7 +176,7 @@ def raw_tsne(ds: Dataset, out_dir: Path, images: np.ndarray, labels: np.ndarray,
     idx = sample_indices(len(labels), tsne_samples, seed)
     sel = slice(None) if idx is None else idx
     # (N, H*W) float32 in [0, 1]; ~220 MB for all 70,000 images
-    x = images[sel].reshape(-1, images.shape[1] * images.shape[2]).astype(np.float32) / 255.0
+    x = images[sel].reshape(len(images[sel]), -1).astype(np.float32) / 255.0
     y = labels[sel]
     emb, quality, seconds = embed_points(x, y, perplexity=perplexity, k0=k0, seed=seed, n_jobs=n_jobs)
     record = embed_record(space="raw pixels", n=len(y), perplexity=perplexity, k0=k0, seed=seed,

@@ -200,7 +200,7 @@ def flagship_vs_published(models: dict[str, dict]) -> str | None:
 
 
 def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, Comparison],
-                 preset: StudyPreset) -> list[str | list[str]]:
+                 preset: StudyPreset, fashion: bool = True) -> list[str | list[str]]:
     """Plain sentences, each backed by an interval: what the LSTM adds, the flagship, the ablations.
 
     A list among them is a bulleted list (one claim per control pair).
@@ -209,7 +209,7 @@ def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, C
     if comparisons:
         lines.append("What the LSTM adds, each hybrid against its control at the same recipe and schedule:")
         lines.append([pair.claim() for pair in comparisons])
-    if (text := flagship_vs_published(models)) is not None:
+    if fashion and (text := flagship_vs_published(models)) is not None:
         lines.append(text)
     if ablation_cmp:
         measurable = [(abs(c.seeds.diff), name, c) for name, c in ablation_cmp.items() if c.seeds.excludes_zero]
@@ -300,6 +300,11 @@ def missing_runs(root: Path, jobs: list[Job], failed: dict[str, str]) -> Paragra
 
 
 def dataset_warning(ds: Dataset) -> list[Paragraph]:
+    if ds.name != "fashion-mnist":
+        return [Paragraph(f"Dataset: {ds.name} ({ds.image_size}x{ds.image_size}, "
+                          f"{'RGB' if ds.channels == 3 else 'greyscale'}, {ds.num_classes} classes; arrays SHA-256 "
+                          f"{ds.checksum[:16]}...). The published numbers of Tables I and II are Fashion-MNIST's, "
+                          "so they are left out.")]
     if ds.verified:
         return [Paragraph(f"Dataset: Fashion-MNIST, checksums verified ({ds.source}).")]
     return [Paragraph(f"WARNING: the dataset ({ds.source}) is not verified Fashion-MNIST, so the published "
@@ -330,7 +335,7 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
     ablation_cmp = ablation_comparisons(ablations)
     one, two = published_tables(models)
     sections = [Section("Summary", [BulletList(t) if isinstance(t, list) else Paragraph(t)
-                                    for t in summary_text(models, comparisons, ablation_cmp, preset)]
+                                    for t in summary_text(models, comparisons, ablation_cmp, preset, ds.name == "fashion-mnist")]
                         + [Paragraph(HOW_TO_READ)] + dataset_warning(ds))]
     rows = control_rows(models, comparisons)
     if rows:
@@ -345,7 +350,7 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
             Paragraph(SEED_PAIR_NOTE),
             Table(pairs, list(pairs[0])) if (pairs := [r for p in comparisons for r in seed_pair_rows(p.comparison)])
             else Paragraph("No seed pair has predictions of the same test images.")]))
-    sections += [
+    sections += [] if ds.name != "fashion-mnist" else [
         Section("Table I: published methods vs measured here", [
             Paragraph("Each reference is trained with its published recipe where the preset can afford it "
                       "(presets/paper.toml cites the source of every setting). A run shorter than its recipe "
