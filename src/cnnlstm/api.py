@@ -485,7 +485,6 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
     common = _study_common(settings, workers, dask, gpu_per_job)
     if data is None:
         data = _common_dataset(common)
-    common["data"] = data.name
     jobs = _fit_jobs_to_dataset(plan_compare(models, seeds=seeds, preset=preset, common=common), data)
     root = Path(out) if out is not None else Path("runs") / ("compare-" + "-".join(models))
     executor = _study_executor(workers, dask, dask_tls, gpu_per_job)

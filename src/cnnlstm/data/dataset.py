@@ -43,6 +43,11 @@ class Norm:
     def channels(self) -> int:
         return len(self.mean)
 
+    @property
+    def black(self) -> tuple[float, ...]:
+        """A black pixel (0) after this normalisation, per channel."""
+        return tuple((0.0 - m) / s for m, s in zip(self.mean, self.std))
+
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}
 

@@ -154,8 +154,12 @@ def decode_image(path: str | Path, *, colour: bool, image_size: int) -> np.ndarr
         return _to_array(img, colour, image_size)
 
 
-def decode_files(files: list[tuple[Path, int]], image_size: int, colour: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``files`` into uint8 ``(N, S, S[, 3])`` and their int64 labels."""
+def decode_files(files: list[tuple[Path, int]], image_size: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Decode ``files``, each in its own kind: ``(S, S)`` for a grey image, ``(S, S, 3)`` for colour.
+
+    One pass over the files; :func:`stack_images` then makes the set one kind. Decoding a grey
+    image as ``L`` and repeating it equals Pillow's ``L -> RGB`` conversion, resize included.
+    """
     images, first = [], None
     for path, _ in files:
         with _open(path) as img:
@@ -169,16 +173,15 @@ def decode_files(files: list[tuple[Path, int]], image_size: int, colour: bool) -
                 if img.size[0] != img.size[1]:
                     raise DatasetError(f"{path} is {img.size[0]}x{img.size[1]}, not square; "
                                        "pass --image-size N to resize every image to NxN")
-            images.append(_to_array(img, colour, image_size))
-    return np.stack(images), np.array([label for _, label in files], dtype=np.int64)
+            images.append(_to_array(img, not _is_grey(img), image_size))
+    return images, np.array([label for _, label in files], dtype=np.int64)
 
 
-def _any_colour(files: list[tuple[Path, int]]) -> bool:
-    for path, _ in files:
-        with _open(path) as img:
-            if not _is_grey(img):
-                return True
-    return False
+def stack_images(images: list[np.ndarray], colour: bool) -> np.ndarray:
+    """``(N, S, S)`` or, with ``colour``, ``(N, S, S, 3)``, grey images repeated in the three channels."""
+    if colour:
+        images = [np.repeat(a[..., None], 3, axis=-1) if a.ndim == 2 else a for a in images]
+    return np.stack(images)
 
 
 def read_description(root: Path) -> dict:
@@ -234,21 +237,22 @@ def load_image_folder(root: str | Path, *, image_size: int = 0, use_cache: bool 
     if cached is not None:
         arrays, _ = cached
         source = f"{root} (cache)"
+        validate_arrays(arrays, source, len(classes))  # cheap; a cache is never trusted blindly
     else:
-        every = [f for split_files in files.values() for f in split_files]
-        colour = _any_colour(every)
-        log.info("decoding %d images of %s (%s)", len(every), root, "RGB" if colour else "greyscale")
-        x, y = decode_files(files["train"], image_size, colour)
+        decoded = {split: decode_files(split_files, image_size) for split, split_files in files.items()}
+        colour = any(a.ndim == 3 for images, _ in decoded.values() for a in images)
+        log.info("decoded %d images of %s (%s)", sum(len(y) for _, y in decoded.values()), root,
+                 "RGB" if colour else "greyscale")
+        x, y = stack_images(decoded["train"][0], colour), decoded["train"][1]
         if layout == "train/test":
-            x_test, y_test = decode_files(files["test"], image_size, colour)
-            arrays = {"train_images": x, "train_labels": y, "test_images": x_test, "test_labels": y_test}
+            arrays = {"train_images": x, "train_labels": y,
+                      "test_images": stack_images(decoded["test"][0], colour), "test_labels": decoded["test"][1]}
         else:
             arrays = split_arrays(x, y, root)
         validate_arrays(arrays, str(root), len(classes))
         if use_cache:
             try_write_cache(out, arrays, {"key": key, "folder": str(root)})
         source = str(root)
-    validate_arrays(arrays, source, len(classes))
     return Dataset(classes=classes, source=source, verified=False, name=str(root),
                    flip_preserves_labels=desc.get("flip_preserves_labels", True), split=split, **arrays)
 

@@ -76,8 +76,7 @@ def black_image(norm: Norm, device="cpu"):
     """``(1, C, 1, 1)`` float32: a black pixel (0) after ``norm``, broadcastable over a batch."""
     import torch
 
-    values = [(0.0 - m) / s for m, s in zip(norm.mean, norm.std)]
-    return torch.tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return torch.tensor(norm.black, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
 
 def to_tensor(images: np.ndarray, device="cpu", dtype=None, *, norm: Norm):

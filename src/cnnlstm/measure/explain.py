@@ -140,9 +140,9 @@ def step_attribution(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
 
 def _black_value() -> float:
     """A black pixel (0) after the dataset normalisation of :func:`cnnlstm.data.to_tensor`."""
-    from cnnlstm.data import PIXEL_MEAN, PIXEL_STD
+    from cnnlstm.data import FASHION_NORM
 
-    return float((0.0 - PIXEL_MEAN) / PIXEL_STD)
+    return FASHION_NORM.black[0]
 
 
 def sequence_grid(model: nn.Module, image_size: int) -> tuple[int, int] | None:

@@ -155,14 +155,13 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
                 ckpt = load_checkpoint(run_dir / "checkpoint.pt")
             else:
                 log.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
-        elif rank == 0:
-            if (run_dir / "checkpoint.pt").exists():
-                raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-            cfg = fit_config_to_dataset(cfg, ds)
-            write_json(run_dir / "config.json", config_to_dict(cfg))
-            write_json(run_dir / DATASET_FILE, ds.describe())
         else:
             cfg = fit_config_to_dataset(cfg, ds)
+            if rank == 0:
+                if (run_dir / "checkpoint.pt").exists():
+                    raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
+                write_json(run_dir / "config.json", config_to_dict(cfg))
+                write_json(run_dir / DATASET_FILE, ds.describe())
         check_dataset_matches(cfg, ds, run_dir)
         device = configure_runtime(cfg)
         splits = make_splits(ds, cfg, device)

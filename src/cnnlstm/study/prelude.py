@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import FASHION_NORM, Dataset, Norm, to_tensor
+from cnnlstm.data import Dataset, Norm, to_tensor
 from cnnlstm.data.sources import IDX_FAMILIES
 from cnnlstm.device import resolve_device
 from cnnlstm.errors import RunError
@@ -52,8 +52,7 @@ class OpenRun:
     model: torch.nn.Module
     test_images: np.ndarray
     test_labels: np.ndarray
-
-    norm: Norm = FASHION_NORM
+    norm: Norm  # the training split's normalisation, the one the model reads
 
     @property
     def n_test(self) -> int:

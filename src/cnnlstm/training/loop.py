@@ -33,13 +33,9 @@ from cnnlstm.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-BLACK = (0.0 - FASHION_NORM.mean[0]) / FASHION_NORM.std[0]  # a black Fashion-MNIST pixel after normalisation
-
-
 def black_pixel(norm: Norm) -> float | tuple[float, ...]:
-    """A black pixel (0) after ``norm``: a float for one channel, a tuple per channel otherwise."""
-    values = tuple((0.0 - m) / s for m, s in zip(norm.mean, norm.std))
-    return values[0] if len(values) == 1 else values
+    """``norm.black`` as :class:`~cnnlstm.data.augment.Augment` takes it: a float for one channel."""
+    return norm.black[0] if norm.channels == 1 else norm.black
 
 
 class TrainingInterrupted(Exception):
