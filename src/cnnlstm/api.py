@@ -348,7 +348,7 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
               models: tuple[str, ...] | list[str] | None = None, ablations: tuple[str, ...] | list[str] | None = None,
               tsne_samples: int | None = None, data: Dataset | None = None, settings: dict | None = None,
               workers: int | None = None, dask: str | None = None, dask_tls: str | Path | None = None,
-              gpu_per_job: float | None = None, events=None) -> dict:
+              gpu_per_job: float | None = None, model_file: str | None = None, events=None) -> dict:
     """The whole study into one folder, resumably, and its report, as ``cnnlstm reproduce`` does.
 
     Parameters
@@ -375,6 +375,10 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         A folder with ``ca.pem``, ``cert.pem`` and ``key.pem`` for a ``tls://`` scheduler.
     gpu_per_job : float, optional
         The share of a worker's ``GPU`` resource each job asks for (packs jobs onto one card).
+    model_file : str, optional
+        A Python file (or module name) of your own ``@register_model`` builders: each of its models
+        (those of them named in ``models``, when given) trains with the flagship's preset and seeds
+        and is compared with the flagship and its twin in the report's "Your models".
     events : cnnlstm.study.executor.JobEvents, optional
         Progress callbacks.
 
@@ -398,6 +402,12 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         study = replace(study, tsne_samples=tsne_samples)
     if seeds is not None and seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    user_models: tuple[tuple[str, str], ...] = ()
+    if model_file:
+        from cnnlstm.models.user import load_model_source
+
+        source = load_model_source(model_file)
+        user_models = tuple((m, source.spec) for m in source.models if models is None or m in models)
     for m in models or ():
         get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
     unknown = set(ablations or ()) - set(ABLATIONS)
@@ -406,7 +416,7 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
     common = _study_common(settings, workers, dask, gpu_per_job)
     root = Path(out) if out is not None else Path(f"runs/reproduce-{study.name}")
     jobs = plan_jobs(study, seeds=seeds, common=common, models=tuple(models) if models is not None else None,
-                     ablations=tuple(ablations) if ablations is not None else None)
+                     ablations=tuple(ablations) if ablations is not None else None, user_models=user_models)
     if data is None:
         data = _common_dataset(common)
     jobs = _fit_jobs_to_dataset(jobs, data)

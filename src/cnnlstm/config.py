@@ -49,6 +49,7 @@ class TrainConfig:
 
     model: str = "cnn_lstm"  # a name from `cnnlstm models`
     model_args: dict = field(default_factory=dict)  # keyword arguments of the model builder
+    model_file: str = ""  # a .py file (or module name) registering `model` with @register_model; "" = built in
     # -- data
     data: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | an .npz file | a folder of class folders
     image_size: int = 0  # image folders: resize every image to this square side (0 = their own size)
@@ -351,6 +352,7 @@ def resolve_train_config(model: str | None = None, *, preset: str | None = None,
     overrides = overrides or {}
     from_dict(TrainConfig, overrides, where="--set/flags")
     name = overrides.get("model") or model or file_values.get("model") or TrainConfig.model
+    name, model_file = resolve_model_source(name, overrides.get("model_file") or file_values.get("model_file") or "")
     if model_defaults is None:
         model_defaults = registry_defaults(name)
     merged: dict = {"model": name}
@@ -359,10 +361,38 @@ def resolve_train_config(model: str | None = None, *, preset: str | None = None,
         merged = deep_merge(merged, load_preset(preset, name))
     merged = deep_merge(merged, file_values)
     merged = deep_merge(merged, overrides)
-    merged["model"] = name
+    merged.update(model=name, model_file=model_file)
     cfg = from_dict(TrainConfig, merged, where="config").validate()
     check_model_args(cfg.model, cfg.model_args)  # before anything is written or any data is moved
     return cfg
+
+
+def resolve_model_source(model: str, model_file: str = "") -> tuple[str, str]:
+    """``(model, model_file)`` with the model's own source imported, so that its name is registered.
+
+    ``model`` may be ``module:name`` (``--model my_pkg.nets:gru_hybrid``), which is ``name`` from
+    the module ``my_pkg.nets``. ``model_file`` is kept, as an absolute path or a module name, only
+    when that source defines ``model``: a built-in model trained beside a user's file records none.
+
+    Raises
+    ------
+    ConfigError
+        Two sources named, or the source fails to load (see :mod:`cnnlstm.models.user`), or no
+        model of that name.
+    """
+    from cnnlstm.models import get_model_entry
+    from cnnlstm.models.user import load_model_source
+
+    if ":" in model:
+        module, _, model = model.partition(":")
+        if model_file and model_file != module:
+            raise ConfigError(f"the model is named as {module}:{model} and model_file is {model_file}; give one source")
+        model_file = module
+    if not model_file:
+        return model, ""
+    source = load_model_source(model_file)
+    entry = get_model_entry(model)
+    return model, (source.spec if entry.source == source.spec else "")
 
 
 def check_model_args(model: str, args: dict) -> None:

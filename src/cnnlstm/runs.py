@@ -2,7 +2,8 @@
 
 A run folder holds ``config.json``, ``history.csv``, ``checkpoint.pt`` (last state, for exact
 resume), ``best.pt`` (best validation weights), ``checksums.json`` (their SHA-256),
-``metrics.json``, ``predictions.npz``, ``figures/`` and the reports. Every file is written
+``metrics.json``, ``predictions.npz``, ``dataset.json`` (what it trained on), ``model_file.json``
+(for a model from a user's file: that file and its SHA-256), ``figures/`` and the reports. Every file is written
 through a temp file and a rename (:func:`cnnlstm.fileio.atomic_write`), so a crash or a full
 disk never leaves half a file where a whole one was.
 
@@ -369,6 +370,48 @@ def read_run_dataset(run_dir: str | Path) -> dict | None:
     return desc
 
 
+MODEL_FILE = "model_file.json"  # a user's model: the file that defined it and its SHA-256 (built-in: absent)
+
+
+def record_model_source(run_dir: str | Path, cfg: "TrainConfig") -> None:
+    """Write ``model_file.json`` for a run whose model comes from a user's file or module."""
+    if cfg.model_file:
+        from cnnlstm.models.user import load_model_source
+
+        write_json(Path(run_dir) / MODEL_FILE, load_model_source(cfg.model_file).to_dict())
+
+
+def check_model_source(run_dir: str | Path, cfg: "TrainConfig") -> None:
+    """Import the source of a run's model, after checking it is the very file the run trained with.
+
+    Raises
+    ------
+    RunError
+        The record is missing, or the file is gone or has changed since (its weights would load
+        into another model, or not at all).
+    """
+    if not cfg.model_file:
+        return
+    run_dir = Path(run_dir)
+    record_path = run_dir / MODEL_FILE
+    if not record_path.is_file():
+        raise RunError(f"{run_dir}: its model {cfg.model!r} comes from {cfg.model_file}, but {MODEL_FILE} "
+                       "(which file and version) is missing")
+    record = read_json(record_path)
+    path = Path(record["path"])
+    if not path.is_file():
+        raise RunError(f"{run_dir}: {path}, which defined its model {cfg.model!r}, is gone; restore it to use "
+                       "this run")
+    now = sha256_hex(path.read_bytes())
+    if now != record["sha256"]:
+        raise RunError(f"{run_dir}: {path}, which defined its model {cfg.model!r}, has changed since the run "
+                       f"trained (SHA-256 {record['sha256'][:12]}... then, {now[:12]}... now); restore that "
+                       "version, or train again")
+    from cnnlstm.models.user import load_model_source
+
+    load_model_source(cfg.model_file)
+
+
 def run_image_shape(run_dir: str | Path) -> tuple[int, int]:
     """``(image_size, channels)`` a run's model reads, from ``dataset.json`` (28, 1 without one)."""
     desc = read_run_dataset(run_dir) or {}
@@ -376,7 +419,7 @@ def run_image_shape(run_dir: str | Path) -> tuple[int, int]:
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
-    """The validated ``config.json`` of a run folder.
+    """The validated ``config.json`` of a run folder (a user's model file imported, checked unchanged).
 
     Raises
     ------
@@ -392,9 +435,11 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     if not (run_dir / "config.json").exists():
         raise RunError(f"{run_dir}: not a run folder (config.json is missing)")
     try:
-        return from_dict(TrainConfig, read_json(run_dir / "config.json"), where=f"{run_dir}/config.json")
+        cfg = from_dict(TrainConfig, read_json(run_dir / "config.json"), where=f"{run_dir}/config.json")
     except ConfigError as exc:
         raise RunError(str(exc)) from exc
+    check_model_source(run_dir, cfg)
+    return cfg
 
 
 def weights_path(run_dir: str | Path, which: str = "best") -> Path:

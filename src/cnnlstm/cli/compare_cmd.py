@@ -21,6 +21,8 @@ EXAMPLES = """\
   cnnlstm compare cnn_lstm cnn_twin --data ~/pets --image-size 32 --set epochs=10
   cnnlstm compare cnn_lstm cnn_twin cnn_gap --workers 2  # 2 runs at a time on this machine
   cnnlstm compare cnn_lstm cnn_twin --out runs/cmp       # after an interruption: the same command continues
+  cnnlstm compare gru_hybrid gru_control cnn_lstm --model-file examples/gru_hybrid.py
+  cnnlstm compare my_pkg.nets:gru_hybrid cnn_lstm        # a model from an importable module
 """
 
 
@@ -40,6 +42,8 @@ def add_parser(sub) -> None:
                    help="the training preset of every model (default fast; 'none' for the config defaults)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
                    help="a config value for every run (repeatable), e.g. --set epochs=10")
+    p.add_argument("--model-file", metavar="PATH.py", default=None,
+                   help="a Python file whose @register_model builders join the models (see docs/models.md)")
     p.add_argument("--out", metavar="DIR", default=None, help="folder (default runs/compare-A-B...)")
     add_device_flag(p, default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch's default)")
@@ -55,6 +59,8 @@ def run(args) -> int:
                 "verify": args.verify, "device": args.device, "threads": args.threads}
     if args.image_size:
         settings["image_size"] = args.image_size
+    if args.model_file:
+        settings["model_file"] = args.model_file
     display = StudyDisplay(quiet=args.quiet)
     try:
         summary = api.compare(args.models, out=args.out, seeds=args.seeds,

@@ -15,6 +15,7 @@ EXAMPLES = """\
   cnnlstm reproduce --preset paper --workers 4 --device cuda      # 4 jobs at a time sharing one GPU
   cnnlstm reproduce --preset paper --dask tcp://lab-pc1:8786      # on the lab's Dask cluster
   cnnlstm reproduce --data ~/pets --image-size 32 --out runs/pets-study   # the plan's study on your images
+  cnnlstm reproduce --model-file examples/gru_hybrid.py       # your models beside the flagship and twin
 """
 
 
@@ -46,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--ablations", default=None, metavar="A,B",
                    help="only these flagship ablations (comma-separated; 'none' for none); default all of: "
                         "all_on, no_flip, no_batchnorm, no_dropout, adam, nadam, sgd")
+    p.add_argument("--model-file", metavar="PATH.py", default=None,
+                   help="your own @register_model builders: each trains with the flagship's recipe and seeds, "
+                        "compared with the flagship and its twin (docs/models.md)")
     p.add_argument("--tsne-samples", type=int, default=None, metavar="N",
                    help="images in the raw-pixel t-SNE (default: the preset's; 0 skips it)")
     add_executor_flags(p)
@@ -69,7 +73,8 @@ def run(args) -> int:
         summary = api.reproduce(args.preset, out=args.out, seeds=args.seeds, models=models, ablations=ablations,
                                 tsne_samples=args.tsne_samples, data=load_data_for_cli(args), settings=settings,
                                 workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
-                                gpu_per_job=args.gpu_per_job, events=display.events())
+                                gpu_per_job=args.gpu_per_job, model_file=args.model_file,
+                                events=display.events())
     finally:
         display.stop()
     if not args.quiet:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import add_device_flag, check_device, load_data_for_cli
-from cnnlstm.config import deep_merge, dump_config, parse_set, preset_names
+from cnnlstm.config import deep_merge, dump_config, parse_set, preset_names, resolve_model_source
 from cnnlstm.errors import ConfigError
 
 EXAMPLES = """\
   cnnlstm sweep model1 --trials 20 --set epochs=3            # SQLite study in runs/sweep-model1
   cnnlstm sweep cnn_lstm --trials 40 --preset fast --set epochs=3 --space space.toml
   cnnlstm sweep model1 --trials 20 --set epochs=3            # run again: continues the same study
+  cnnlstm sweep gru_hybrid --model-file examples/gru_hybrid.py --trials 10 --set epochs=2
 
   # one study across lab machines: run the same line on each (N is the total over all of them)
   cnnlstm sweep cnn_lstm --trials 100 --preset fast --study lab-cnn-lstm \\
@@ -65,6 +66,8 @@ def add_parser(sub) -> None:
                          help="skip the Fashion-MNIST checksum (other IDX datasets)")
     add_device_flag(runtime, default=None, default_text="the preset's or --set's, else auto")
     runtime.add_argument("--threads", type=int, help="CPU threads per worker")
+    runtime.add_argument("--model-file", metavar="PATH.py",
+                         help="a Python file whose @register_model builders join the models (docs/models.md)")
     robust = p.add_argument_group("workers")
     robust.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
                         help="a running trial's heartbeat interval")
@@ -112,6 +115,10 @@ def run_worker(args) -> int:
     if args.heartbeat < 1 or (args.grace is not None and args.grace < 1) or args.max_retry < 0:
         raise ConfigError("--heartbeat and --grace must be >= 1 and --max-retry >= 0")
     fixed = deep_merge(parse_set(args.sets), runtime_overrides(args))
+    # `my_pkg.nets:gru` or --model-file: the user's source is imported before the space reads the model
+    args.model, model_file = resolve_model_source(args.model, args.model_file or fixed.get("model_file", ""))
+    if model_file:
+        fixed["model_file"] = model_file
     space = S.load_space(args.space) if args.space else S.default_space(args.model)
     study = args.study or f"cnnlstm-{args.model}"
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{study}"

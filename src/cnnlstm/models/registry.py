@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -64,12 +64,16 @@ class ModelEntry:
         The function that builds the model from keyword arguments.
     train_defaults : Mapping[str, Any]
         Training-config overrides the model needs (e.g. ``{"loss": "svm"}``); read-only.
+    source : str
+        ``""`` for a built-in model; else the file or module that registered it
+        (:func:`cnnlstm.models.user.load_model_source`).
     """
 
     name: str
     description: str
     builder: Builder = field(repr=False)
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
 
 
 _REGISTRY: dict[str, ModelEntry] = {}  # insertion order = registration order
@@ -101,7 +105,9 @@ def register_model(
 
     def decorate(fn: Builder) -> Builder:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+            taken = _REGISTRY[name].source
+            raise ValueError(f"model {name!r} is already registered "
+                             f"({'by ' + taken if taken else 'a built-in model'})")
         _check_builder_signature(name, fn)
         defaults = MappingProxyType(dict(train_defaults or {}))
         _REGISTRY[name] = ModelEntry(name, description, fn, defaults)
@@ -117,6 +123,16 @@ def _check_builder_signature(name: str, fn: Builder) -> None:
             raise ValueError(
                 f"builder of model {name!r}: argument {param.name!r} needs a default and no *args/**kwargs"
             )
+
+
+def set_source(name: str, source: str) -> None:
+    """Record that model ``name`` came from ``source`` (a user's file or module)."""
+    _REGISTRY[name] = replace(_REGISTRY[name], source=source)
+
+
+def unregister(name: str) -> None:
+    """Remove model ``name`` (a user's source that failed its checks takes its models back)."""
+    _REGISTRY.pop(name, None)
 
 
 def list_models() -> list[str]:

@@ -20,7 +20,7 @@ from cnnlstm.measure.stats import Comparison, compare
 log = logging.getLogger(__name__)
 
 #: Config keys a matched pair may differ in: the models themselves, the seed, and where they ran.
-PAIR_KEYS = frozenset({"model", "model_args", "seed"}) | RUNTIME_KEYS
+PAIR_KEYS = frozenset({"model", "model_args", "model_file", "seed"}) | RUNTIME_KEYS
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlstm.config import resolve_train_config
+from cnnlstm.config import resolve_model_source, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError
 from cnnlstm.measure.stats import mean_std
@@ -55,7 +55,10 @@ def plan_compare(models: Sequence[str], *, seeds: int = DEFAULT_SEEDS, preset: s
     ConfigError
         Fewer than two models, a model named twice, fewer than 1 seed, or a bad model or preset.
     """
-    models = list(models)
+    # (name, the file or module defining it): `my_pkg.nets:gru` is gru from my_pkg.nets
+    named = [resolve_model_source(m, (common or {}).get("model_file", "")) for m in models]
+    sources = dict(named)
+    models = [name for name, _ in named]
     if len(models) < 2:
         raise ConfigError("compare needs at least two models, e.g. cnnlstm compare cnn_lstm cnn_twin")
     if len(set(models)) != len(models):
@@ -68,7 +71,8 @@ def plan_compare(models: Sequence[str], *, seeds: int = DEFAULT_SEEDS, preset: s
     jobs = []
     for model in models:
         for seed in range(seeds):
-            cfg = resolve_train_config(model, preset=preset, overrides={**(common or {}), "seed": seed})
+            overrides = {**(common or {}), "model_file": sources[model], "seed": seed}
+            cfg = resolve_train_config(model, preset=preset, overrides=overrides)
             jobs.append(Job("train", f"{model}-s{seed}", "compare", cfg, label=model))
     return jobs
 

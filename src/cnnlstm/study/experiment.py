@@ -26,12 +26,14 @@ from cnnlstm.measure.calibration import calibration_metrics, reliability_bins
 from cnnlstm.measure.inference import predict_probs
 from cnnlstm.measure.metrics import compute_metrics
 from cnnlstm.models import create_model
+from cnnlstm.models.user import check_model_contract, load_model_source
 from cnnlstm.runs import (
     DATASET_FILE,
     load_checkpoint,
     load_run_config,
     load_run_weights,
     read_history,
+    record_model_source,
     run_lock,
     write_json,
     write_npz,
@@ -93,6 +95,11 @@ def build_model(cfg: TrainConfig, num_classes: int, image_size: int, device: tor
                 in_channels: int = 1) -> torch.nn.Module:
     """Create ``cfg.model`` for the dataset's classes, size and channels, with weights drawn from
     ``cfg.seed``, and move it to ``device``."""
+    if cfg.model_file:  # a Dask worker or torchrun rank imports the user's file itself
+        load_model_source(cfg.model_file)
+        # a user's model on this dataset's images: one line now, not a traceback in the first step
+        check_model_contract(cfg.model, image_size=image_size, in_channels=in_channels, num_classes=num_classes,
+                             model_args=cfg.model_args)
     torch.manual_seed(cfg.seed)  # weight init and dropout draw from torch's global generator
     model = create_model(cfg.model, num_classes=num_classes, image_size=image_size, in_channels=in_channels,
                          **cfg.model_args)
@@ -162,6 +169,7 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
                     raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
                 write_json(run_dir / "config.json", config_to_dict(cfg))
                 write_json(run_dir / DATASET_FILE, ds.describe())
+                record_model_source(run_dir, cfg)
         check_dataset_matches(cfg, ds, run_dir)
         device = configure_runtime(cfg)
         splits = make_splits(ds, cfg, device)

@@ -20,7 +20,7 @@ from typing import Callable
 from cnnlstm.config import RUNTIME_KEYS, TrainConfig, config_differences, config_to_dict, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError, RunError
-from cnnlstm.runs import read_history, read_json
+from cnnlstm.runs import check_model_source, read_history, read_json
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ FLAGSHIP_FAMILY = (FLAGSHIP, *CONTROLS)
 #: ``model1`` is the control of ``parallel_cnn_lstm`` too: its CNN branch alone is Model I.
 CONTROL_PAIRS = (("model1_lstm", "model1"), ("model2_lstm", "model2"), ("parallel_cnn_lstm", "model1"),
                  (FLAGSHIP, "cnn_twin"), (FLAGSHIP, "cnn_gap"))
+
+#: The group of a user's own models (``--model-file``): trained under the flagship's training preset
+#: and compared with the flagship and its twin.
+USER_GROUP = "yours"
 
 #: The pairs every study runs at its full number of seeds: the plan's question, answered.
 CORE_MODELS = ("model1", "model1_lstm", "model2", "model2_lstm", FLAGSHIP, "cnn_twin")
@@ -157,6 +161,14 @@ def model_config(model: str, preset: StudyPreset, seed: int, common: dict) -> Tr
                                 overrides=overrides)
 
 
+def user_model_config(model: str, model_file: str, preset: StudyPreset, seed: int, common: dict) -> TrainConfig:
+    """A user's model in a study: the flagship's training preset and overrides, its own model arguments."""
+    overrides = {k: v for k, v in preset.flagship_overrides.items() if k != "model_args"}
+    overrides.update(common)
+    overrides.update(model_file=model_file, seed=seed)
+    return resolve_train_config(model, preset=preset.flagship_preset, overrides=overrides)
+
+
 def ablation_config(base: TrainConfig, overrides: dict) -> TrainConfig:
     """``base`` with an ablation's changes (model_args merge rather than replace)."""
     from cnnlstm.config import config_to_dict, deep_merge, from_dict
@@ -170,7 +182,8 @@ GROUPS = ((BASELINES, "baseline"), (REFERENCE_MODELS, "reference"), (HYBRIDS, "h
 
 
 def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | None = None,
-              models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None) -> list[Job]:
+              models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None,
+              user_models: tuple[tuple[str, str], ...] = ()) -> list[Job]:
     """Every job of the study, in the order it runs (embeddings are planned after training).
 
     Parameters
@@ -183,6 +196,9 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
     models, ablations : tuple of str, optional
         Subsets, for smaller studies and tests. Naming models trains them even where the preset
         leaves them out.
+    user_models : tuple of (name, model_file)
+        A user's own models (``--model-file``), trained with the flagship's seeds and training
+        preset in the group :data:`USER_GROUP`.
     """
     common = dict(common or {})
     jobs = [Job("explore", "explore", "explore", weight=max(1.0, preset.tsne_samples / 5000))]
@@ -194,6 +210,10 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
             for seed in range(n_seeds):
                 cfg = model_config(model, preset, seed, common)
                 jobs.append(Job("train", f"{model}-s{seed}", group, cfg, label=model, weight=cfg.epochs))
+    for model, model_file in user_models:
+        for seed in range(seeds or preset.seeds_of(FLAGSHIP)):
+            cfg = user_model_config(model, model_file, preset, seed, common)
+            jobs.append(Job("train", f"{model}-s{seed}", USER_GROUP, cfg, label=model, weight=cfg.epochs))
     run_ablations = preset.ablations if ablations is None else bool(ablations)
     if run_ablations and (models is None or FLAGSHIP in models):
         for name, (label, changes) in ABLATIONS.items():
@@ -237,6 +257,9 @@ def check_recipes(jobs: list[Job], root: Path) -> None:
     RunError
         Naming the first stale run, its differences, and how many runs are stale.
     """
+    for job in jobs:  # a user's model file edited since its runs trained: those runs are of another model
+        if job.kind == "train" and job.cfg.model_file and (job.folder(root) / "config.json").exists():
+            check_model_source(job.folder(root), job.cfg)
     stale = [(job, changes) for job in jobs if (changes := recipe_changes(job, root))]
     if stale:
         job, changes = stale[0]

@@ -38,7 +38,16 @@ from cnnlstm.reporting.compare import (
 from cnnlstm.reporting.page import BulletList, Figure, Figures, Paragraph, Section, Table, write_report
 from cnnlstm.reporting.references import REFERENCES, Reference
 from cnnlstm.runs import read_json
-from cnnlstm.study.reproduce import ABLATIONS, CONTROL_PAIRS, FLAGSHIP, FLAGSHIP_FAMILY, Job, StudyPreset, collect_runs
+from cnnlstm.study.reproduce import (
+    ABLATIONS,
+    CONTROL_PAIRS,
+    FLAGSHIP,
+    FLAGSHIP_FAMILY,
+    USER_GROUP,
+    Job,
+    StudyPreset,
+    collect_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -323,9 +332,29 @@ HOW_TO_READ = (
     "loop's seconds on this machine (validation excluded).")
 
 
-def recipe_label(model: str, preset: StudyPreset) -> str:
-    """Which training preset a model of this study used."""
-    return preset.flagship_preset if model in FLAGSHIP_FAMILY else preset.model_preset
+def recipe_label(model: str, preset: StudyPreset, yours: frozenset[str] = frozenset()) -> str:
+    """Which training preset a model of this study used (a user's models take the flagship's)."""
+    return preset.flagship_preset if model in FLAGSHIP_FAMILY or model in yours else preset.model_preset
+
+
+#: control_rows' columns as the "Your models" section names them.
+YOURS_COLUMNS = {"hybrid": "your model", "control": "against", "test % (hybrid)": "test % (yours)",
+                 "test % (control)": "test % (against)"}
+
+
+def user_models_section(root: Path, models: dict, jobs: list[Job]) -> Section | None:
+    """A user's models (``--model-file``) against the flagship and its twin, under one recipe."""
+    yours = [m for m in dict.fromkeys(j.cfg.model for j in jobs if j.group == USER_GROUP) if m in models]
+    pairs = match_pairs({name: agg["seed_runs"] for name, agg in models.items()},
+                        [(m, ref) for m in yours for ref in (FLAGSHIP, "cnn_twin") if ref in models])
+    if not pairs:
+        return None
+    rows = [{YOURS_COLUMNS.get(k, k): v for k, v in row.items()} for row in control_rows(models, pairs)]
+    return Section("Your models", [
+        Paragraph("Each model of your file trained with the flagship's training preset and seeds, beside the "
+                  "flagship and its no-LSTM twin. Columns with a slash give yours / the other. "
+                  "Δ = yours − the other."),
+        Table(rows, list(rows[0])), forest_figure(pairs, root / "figures" / "forest_yours.png")])
 
 
 def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dict, tsne_png: Path | None,
@@ -359,10 +388,12 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
             Table(one, REF_COLUMNS)]),
         Section("Table II: the plan's baselines, published vs measured", [Table(two, REF_COLUMNS)]),
     ]
+    sections += [sec for sec in [user_models_section(root, models, jobs)] if sec is not None]
+    yours = frozenset(j.cfg.model for j in jobs if j.group == USER_GROUP)
     ranked = sorted(models.items(), key=lambda kv: -kv[1]["acc_mean"])
     all_rows = [{"model": m, "test %": fmt_pct(a["acc_mean"], a["acc_std"], a["n"]),
                  "macro F1 %": f"{100 * a['f1_mean']:.2f}", "seeds": a["n"],
-                 "recipe": recipe_label(m, preset), "epochs": a["epochs"],
+                 "recipe": recipe_label(m, preset, yours), "epochs": a["epochs"],
                  "train time (s)": f"{a['seconds']:.0f}"} for m, a in ranked]
     if all_rows:
         sections.append(Section("All models, ranked", [
