@@ -13,7 +13,9 @@ that ``import cnnlstm`` stays cheap (no torch until one is used):
 - ``train(config_or_model, *, out=None, preset=None, data=None, **overrides)`` -- a run folder;
 - ``load_run(run_dir, *, which="best", device="cpu")`` -- its config, model, metrics, history;
 - ``evaluate(run_dir, ...)``, ``embed(run_dir, ...)``, ``report(*folders, ...)`` -- what
-  ``cnnlstm evaluate``, ``embed`` and ``report`` do.
+  ``cnnlstm evaluate``, ``embed`` and ``report`` do;
+- ``compare(models, ...)``, ``reproduce(preset, ...)``, ``regimes(...)`` -- the matched
+  comparison, the plan's study and the regime study.
 
 The machinery lives in the layers' subpackages (``data``, ``models``, ``training``, ``measure``,
 ``reporting``, ``deploy``, ``study``); see ``docs/architecture.md`` and ``examples/quickstart.ipynb``.
@@ -36,15 +38,18 @@ _LAZY = {
     "embed": "cnnlstm.api",
     "report": "cnnlstm.api",
     "load_run": "cnnlstm.api",
+    "compare": "cnnlstm.api",
+    "reproduce": "cnnlstm.api",
+    "regimes": "cnnlstm.api",
     "Run": "cnnlstm.api",
     "TrainConfig": "cnnlstm.config",
 }
 
-__all__ = ["Run", "TrainConfig", "__version__", "create_model", "embed", "evaluate", "list_models", "load_dataset",
-           "load_run", "report", "train"]
+__all__ = ["Run", "TrainConfig", "__version__", "compare", "create_model", "embed", "evaluate", "list_models",
+           "load_dataset", "load_run", "regimes", "report", "reproduce", "train"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run time
-    from cnnlstm.api import Run, embed, evaluate, load_run, report, train
+    from cnnlstm.api import Run, compare, embed, evaluate, load_run, regimes, report, reproduce, train
     from cnnlstm.config import TrainConfig
     from cnnlstm.data import load_dataset
     from cnnlstm.models import create_model, list_models

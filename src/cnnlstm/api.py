@@ -512,7 +512,11 @@ def _fit_jobs_to_dataset(jobs: list, ds: Dataset) -> list:
 
     from cnnlstm.study.experiment import fit_config_to_dataset
 
-    return [dataclasses.replace(j, cfg=fit_config_to_dataset(j.cfg, ds)) if j.cfg is not None else j for j in jobs]
+    if not ds.flip_preserves_labels and any(j.cfg is not None and j.cfg.flip_h for j in jobs):
+        log.warning("%s: a horizontal flip does not preserve its labels; every run trains without it (flip_h 0)",
+                    ds.name)
+    return [dataclasses.replace(j, cfg=fit_config_to_dataset(j.cfg, ds, warn=False)) if j.cfg is not None else j
+            for j in jobs]
 
 
 def _study_executor(workers, dask, dask_tls, gpu_per_job):
@@ -528,3 +532,75 @@ def _study_executor(workers, dask, dask_tls, gpu_per_job):
     if dask is not None:
         return DaskExecutor.connect(dask, tls=dask_tls, gpu_per_job=gpu_per_job)
     return SerialExecutor()
+
+
+def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[int] | None = None,
+            widths: Sequence[Sequence[int]] | None = None, steps: int | None = None, size_pairs: bool = True,
+            preset: str = "fast", data: Dataset | None = None, settings: dict | None = None,
+            workers: int | None = None, dask: str | None = None, dask_tls: str | Path | None = None,
+            gpu_per_job: float | None = None, dry_run: bool = False, events=None) -> dict:
+    """The regime study, as ``cnnlstm regimes``: each hybrid beside its control over a grid of
+    training-set sizes and stem widths, plus test-time occlusion; resumable, into one folder.
+
+    Parameters
+    ----------
+    out : path, optional
+        The folder (default ``runs/regimes``); the same folder again resumes it.
+    seeds : int, default 3
+        Seeds of every model in every cell.
+    sizes : sequence of int, optional
+        Training-set sizes (0 = the whole training split); default 1,000, 6,000 and all.
+    widths : sequence of (int, int), optional
+        Stem channels of the flagship and its twin; default (8, 16), (16, 32), (24, 48).
+    steps : int, optional
+        Optimizer steps of a run on the whole training split (default 1,000); smaller sizes take
+        ``steps * sqrt(n / n_full)`` (:func:`cnnlstm.study.regimes.regime_epochs`).
+    size_pairs : bool, default True
+        Also map ``model1_lstm`` vs ``model1`` over the sizes.
+    preset : str, default "fast"
+        The training preset of every run.
+    data, settings, workers, dask, dask_tls, gpu_per_job, events
+        As for :func:`compare`.
+    dry_run : bool
+        Plan and cost only: nothing is trained.
+
+    Returns
+    -------
+    dict
+        ``cost`` (``train_runs``, ``occlusion_runs``, ``tflop``, ``gflops`` measured here,
+        ``minutes`` estimated), and unless ``dry_run``: ``ran``, ``skipped``, ``failed``,
+        ``seconds``, ``report``, ``cells``, ``out``.
+    """
+    from dataclasses import replace
+
+    from cnnlstm.study import regimes as R
+
+    grid = R.RegimeGrid(seeds=seeds)
+    if sizes is not None:
+        grid = replace(grid, sizes=tuple(int(s) for s in sizes))
+    if widths is not None:
+        grid = replace(grid, widths=tuple(tuple(int(c) for c in w) for w in widths))
+    if steps is not None:
+        grid = replace(grid, steps_full=int(steps))
+    grid = replace(grid, preset=preset, size_pairs=grid.size_pairs if size_pairs else ()).check()
+    common = _study_common(settings, workers, dask, gpu_per_job)
+    if data is None:
+        data = _common_dataset(common)
+    jobs = _fit_jobs_to_dataset(R.plan_regimes(grid, data, common=common), data)
+    cost = R.plan_cost(jobs, data, grid)
+    gflops = R.measure_rate(data, threads=common.get("threads", 0))
+    parallel = workers or 1
+    cost.update(gflops=gflops, minutes=cost["tflop"] * 1e3 / (gflops * parallel) / 60)
+    log.info("regime grid: %d training runs and %d occlusion evaluations, %.0f TFLOP; at the %.0f GFLOP/s "
+             "measured here for one process, about %.0f min on %d process(es) (smaller models run below that "
+             "rate, so read it as a lower bound)", cost["train_runs"], cost["occlusion_runs"], cost["tflop"], gflops,
+             cost["minutes"], parallel)
+    if dry_run:
+        return {"cost": cost}
+    root = Path(out) if out is not None else Path("runs/regimes")
+    executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
+    try:
+        summary = R.run_regimes(root, data, grid, jobs, executor=executor, events=events)
+    finally:
+        executor.close()
+    return {**summary, "cost": cost, "out": root}

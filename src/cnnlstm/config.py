@@ -58,6 +58,7 @@ class TrainConfig:
     verify: bool = True  # require an IDX dataset's published checksums (off for other IDX files)
     val_size: int = 5000  # images held out of train (stratified) for validation and early stopping
     limit_train: int = 0  # use only the first N training images after the split (0 = all)
+    train_size: int = 0  # train on a stratified subset of N images, seeded by `seed`, nested across N (0 = all)
     limit_test: int = 0  # evaluate on only the first N test images (0 = all)
     # -- optimisation
     epochs: int = 10
@@ -106,7 +107,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        non_negative = ("image_size", "val_size", "limit_train", "limit_test", "weight_decay", "shift", "patience",
+        non_negative = ("image_size", "val_size", "limit_train", "train_size", "limit_test", "weight_decay", "shift", "patience",
                         "threads", "warmup_epochs", "grad_clip", "svm_c", "svm_penalty", "momentum")
         for name in non_negative:
             if getattr(self, name) < 0:

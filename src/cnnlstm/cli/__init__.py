@@ -17,7 +17,7 @@ from cnnlstm.errors import UserError
 
 # Order is the order of `cnnlstm --help`.
 COMMANDS = ("data", "models", "train", "evaluate", "robustness", "explain", "explore", "embed", "report",
-            "compare", "reproduce", "predict", "export", "sweep")
+            "compare", "reproduce", "regimes", "predict", "export", "sweep")
 
 EPILOG = """examples:
   cnnlstm data                          # where the dataset is, counts, checksums

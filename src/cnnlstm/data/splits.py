@@ -49,6 +49,40 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
     return np.flatnonzero(train_mask).astype(np.int64), val_idx
 
 
+def nested_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Positions of a stratified, seeded subset of ``size`` of ``labels``; subsets of one seed nest.
+
+    Every image gets the key ``(rank within its class + u) / class count`` for a random rank and
+    ``u ~ U(0, 1)``, both drawn from ``seed``; the subset is the ``size`` smallest keys. A class
+    of share ``p`` then has ``size * p`` images to within one, and because the order does not
+    depend on ``size``, the subset of 1,000 lies inside the one of 6,000 for the same seed (a
+    largest-remainder quota per size would not nest: its quotas can shrink as the size grows).
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        ``(N,)`` labels of the images to choose from.
+    size : int
+        Images to keep, ``1 <= size <= N``.
+    seed : int
+
+    Returns
+    -------
+    np.ndarray
+        Sorted int64 positions into ``labels``.
+    """
+    n = len(labels)
+    if not 1 <= size <= n:
+        raise DatasetError(f"a training subset of {size} images needs 1 to {n} (the training split's size)")
+    rng = np.random.default_rng(seed)
+    keys = np.empty(n)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        ranks = rng.permutation(len(members))
+        keys[members] = (ranks + rng.random(len(members))) / len(members)
+    return np.sort(np.argsort(keys, kind="stable")[:size]).astype(np.int64)
+
+
 def sample_indices(n: int, samples: int | None, seed: int) -> np.ndarray | None:
     """Sorted seeded random indices of ``samples`` of ``n`` points, or None for all of them.
 

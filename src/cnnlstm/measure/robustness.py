@@ -177,3 +177,42 @@ def covers(record: dict, *, corruptions: Sequence[str], severities: Sequence[int
         return False
     acc = record.get("accuracy", {})
     return all(key in acc.get(name, {}) for name, _, key in cells(corruptions, severities))
+
+
+def evaluate_perturbed(model, images: np.ndarray, labels: np.ndarray, *, levels: dict[str, Sequence[float]],
+                       seed: int, norm, batch_size: int = 1000) -> dict:
+    """Accuracy of ``model`` on the test images under each occlusion or translation level.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    images, labels : np.ndarray
+        uint8 ``(N, H, W[, C])`` clean test images and their labels.
+    levels : dict
+        ``{"erase": fractions, "shift": pixels}`` (:func:`cnnlstm.data.occlusion.perturb`); level
+        0 is the clean set, predicted once, so its accuracy is the clean accuracy exactly.
+    seed : int
+        Seeds every perturbed set (the same images for every model).
+    norm : cnnlstm.data.Norm
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``clean_accuracy`` and ``{kind: {str(level): accuracy}}`` for each kind.
+    """
+    from cnnlstm.data import occlusion, to_tensor
+    from cnnlstm.measure.inference import model_device, predict_probs
+
+    device = model_device(model)
+    labels = np.asarray(labels).astype(np.int64)
+
+    def accuracy(x: np.ndarray) -> float:
+        probs = predict_probs(model, to_tensor(x, device, norm=norm), batch_size=batch_size)
+        return float((probs.argmax(1) == labels).mean())
+
+    clean = accuracy(images)
+    out: dict = {"clean_accuracy": clean}
+    for kind, values in levels.items():
+        out[kind] = {str(v): clean if v == 0 else accuracy(occlusion.perturb(images, kind, v, seed)) for v in values}
+    return out

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 #: The file whose presence marks a job done (``reproduce.job_done``); written last.
 FINAL_FILE = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json",
-              "robustness": "robustness.json", "explain": "explain.json"}
+              "robustness": "robustness.json", "explain": "explain.json", "occlusion": "occlusion.json"}
 SKIPPED_FILES = (".lock",)  # a folder's lock belongs to the process that holds it, never shipped
 INSTALL_HINT = "pip install 'cnnlstm[cluster]' (Dask distributed)"
 RESUBMITS = 3  # times a job whose inputs died with a worker is submitted again

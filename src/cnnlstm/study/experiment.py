@@ -20,6 +20,7 @@ import torch
 from cnnlstm.config import TrainConfig, config_to_dict
 from cnnlstm.data import Dataset, stratified_split, to_tensor
 from cnnlstm.data import augment as aug
+from cnnlstm.data.splits import nested_subset
 from cnnlstm.device import keep_cpu_allocations_warm, resolve_device
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.measure.calibration import calibration_metrics, reliability_bins
@@ -57,10 +58,14 @@ class Splits:
 def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     """Stratified train/validation split of the training set (seeded by ``cfg.seed``), test untouched.
 
-    ``limit_train`` keeps the first N training images after the split and ``limit_test`` the first
-    N test images: for smoke runs and tests.
+    ``train_size`` keeps a stratified subset of N training images after the split
+    (:func:`cnnlstm.data.splits.nested_subset`: seeded by ``cfg.seed``, so both models of a seed
+    pair see the same images, and nested across sizes). ``limit_train`` keeps the first N training
+    images and ``limit_test`` the first N test images: for smoke runs and tests.
     """
     tr_idx, va_idx = split_indices(ds, cfg)
+    if cfg.train_size:  # the same images for every model of one seed; 1,000 inside 6,000
+        tr_idx = tr_idx[nested_subset(ds.train_labels[tr_idx], cfg.train_size, cfg.seed)]
     if cfg.limit_train:
         tr_idx = tr_idx[:cfg.limit_train]
     splits = test_split(ds, cfg, device)
@@ -195,17 +200,18 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
     return {"state": state, "metrics": metrics, "train_seconds": train_seconds}
 
 
-def fit_config_to_dataset(cfg: TrainConfig, ds: Dataset) -> TrainConfig:
+def fit_config_to_dataset(cfg: TrainConfig, ds: Dataset, *, warn: bool = True) -> TrainConfig:
     """The config as it will train on ``ds``: its data spec recorded, label-changing flips dropped.
 
     A horizontal flip turns a 2 into a mirrored glyph that is no digit at all; where the dataset
     says flips do not preserve its labels (``Dataset.flip_preserves_labels``), ``flip_h`` is set
     to 0 with a warning, so a preset written for clothes stays correct on digits and the saved
-    config says what the run did.
+    config says what the run did. A study fitting many configs passes ``warn=False`` and says it once.
     """
     if cfg.flip_h and not ds.flip_preserves_labels:
-        log.warning("%s: a horizontal flip does not preserve its labels; training without it (flip_h 0, "
-                    "not %g)", ds.name, cfg.flip_h)
+        if warn:
+                log.warning("%s: a horizontal flip does not preserve its labels; training without it (flip_h 0, "
+                        "not %g)", ds.name, cfg.flip_h)
         cfg = dataclasses.replace(cfg, flip_h=0.0)
     return dataclasses.replace(cfg, data=ds.name) if cfg.data != ds.name else cfg
 

@@ -121,7 +121,7 @@ ABLATIONS = {
 class Job:
     """One unit of the study: a training run, the exploration, or an embedding."""
 
-    kind: str  # "explore" | "train" | "embed" | "robustness" | "explain"
+    kind: str  # "explore" | "train" | "embed" | "robustness" | "explain" | "occlusion"
     name: str  # folder name under the study folder
     group: str  # "explore", "baseline", "reference", "hybrid", "flagship", "ablation", "embed"
     cfg: TrainConfig | None = None
@@ -226,11 +226,11 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
 
 
 def job_done(job: Job, root: Path) -> bool:
-    """A finished job left its final file: metrics.json (train), stats.json (explore), embed.json,
-    robustness.json or explain.json."""
-    final = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json",
-             "robustness": "robustness.json", "explain": "explain.json"}[job.kind]
-    return (job.folder(root) / final).exists()
+    """A finished job left its final file (:data:`cnnlstm.study.executor.FINAL_FILE`: metrics.json
+    for training, stats.json for explore, embed.json ...)."""
+    from cnnlstm.study.executor import FINAL_FILE
+
+    return (job.folder(root) / FINAL_FILE[job.kind]).exists()
 
 
 def recipe_changes(job: Job, root: Path) -> list[str]:
@@ -337,6 +337,7 @@ class StudySettings:
     embed: dict = field(default_factory=dict)  # run_embed's
     robustness: dict = field(default_factory=dict)  # run_robustness's (the baseline comes per job)
     explain: dict = field(default_factory=dict)  # run_explain's
+    occlusion: dict = field(default_factory=dict)  # regimes.run_occlusion's
 
     @classmethod
     def of(cls, preset: StudyPreset, *, seed: int = 0, n_jobs: int = -1) -> StudySettings:
@@ -380,6 +381,10 @@ def run_job(job: Job, folder: Path, ds: Dataset, settings: StudySettings, *, bas
         from cnnlstm.study.explain import run_explain
 
         run_explain(folder, ds, **settings.explain)
+    elif job.kind == "occlusion":
+        from cnnlstm.study.regimes import run_occlusion
+
+        run_occlusion(folder, ds, **settings.occlusion)
 
 
 def robustness_baseline(root: Path) -> Callable[[Job], dict | None]:

@@ -9,7 +9,8 @@ palette images (mode ``"P"``) at :data:`~cnnlstm.reporting.figures.canvas.DPI` d
 - :mod:`~cnnlstm.reporting.figures.canvas`: the canvas, class colours, the atomic PNG writer;
 - :mod:`~cnnlstm.reporting.figures.runs`: one run's figures;
 - :mod:`~cnnlstm.reporting.figures.dataset`: a dataset's figures and t-SNE scatter plots;
-- :mod:`~cnnlstm.reporting.figures.sweep`: a sweep's figures.
+- :mod:`~cnnlstm.reporting.figures.sweep`: a sweep's figures;
+- :mod:`~cnnlstm.reporting.figures.regimes`: the regime study's map and occlusion curves.
 
 Every figure function is re-exported here, so callers write ``figures.plot_roc(...)``.
 """
@@ -24,6 +25,7 @@ from cnnlstm.reporting.figures.dataset import (
     plot_mean_images,
     plot_sample_grid,
 )
+from cnnlstm.reporting.figures.regimes import plot_occlusion, plot_regime_map
 from cnnlstm.reporting.figures.runs import (
     plot_confusion_matrix,
     plot_explanations,
@@ -37,4 +39,4 @@ from cnnlstm.reporting.figures.runs import (
 )
 from cnnlstm.reporting.figures.sweep import plot_importances, plot_trials
 
-__all__ = ["DPI", "EMBED_POINT_SIZE", "PALETTE_COLORS", "class_colors", "format_quality", "plot_boxplots", "plot_class_distribution", "plot_confusion_matrix", "plot_embedding", "plot_embeddings_side_by_side", "plot_explanations", "plot_forest", "plot_history", "plot_image_pairs", "plot_importances", "plot_mean_images", "plot_misclassified", "plot_reliability", "plot_robustness", "plot_roc", "plot_sample_grid", "plot_trials"]
+__all__ = ["DPI", "EMBED_POINT_SIZE", "PALETTE_COLORS", "class_colors", "format_quality", "plot_boxplots", "plot_class_distribution", "plot_confusion_matrix", "plot_embedding", "plot_embeddings_side_by_side", "plot_explanations", "plot_forest", "plot_history", "plot_image_pairs", "plot_importances", "plot_mean_images", "plot_misclassified", "plot_occlusion", "plot_regime_map", "plot_reliability", "plot_robustness", "plot_roc", "plot_sample_grid", "plot_trials"]

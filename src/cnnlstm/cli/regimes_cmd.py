@@ -1,0 +1,107 @@
+"""``cnnlstm regimes``: each hybrid beside its control over training-set size, stem width and occlusion."""
+
+from __future__ import annotations
+
+import sys
+
+from cnnlstm.cli import add_command
+from cnnlstm.cli.common import (
+    StudyDisplay,
+    add_data_flags,
+    add_device_flag,
+    add_executor_flags,
+    int_at_least,
+    load_data_for_cli,
+)
+from cnnlstm.config import parse_set
+from cnnlstm.errors import ConfigError
+
+EXAMPLES = """\
+  cnnlstm regimes --dry-run                      # the default grid's runs and its cost on this machine
+  cnnlstm regimes --workers 2 --out runs/regimes # 3 sizes x 3 widths x 3 seeds, + model1_lstm vs model1
+  cnnlstm regimes --sizes 1000,6000 --widths 8x16,24x48 --seeds 5
+  cnnlstm regimes --out runs/regimes             # after an interruption: the same command continues
+  cnnlstm regimes --data ~/pets --image-size 32 --sizes 500,all
+"""
+
+
+def add_parser(sub) -> None:
+    p = add_command(sub, "regimes", help="map where, if anywhere, the LSTM helps: data size x width x occlusion",
+                    description="Train the flagship and its parameter-matched no-LSTM twin at every "
+                                "(training-set size, stem width) cell, and model1_lstm beside model1 at every "
+                                "size, with the same seeds and stratified nested subsets; schedules follow one "
+                                "stated rule (--steps on the whole set, steps x sqrt(n / n_full) on n images). "
+                                "The runs of the largest size are then evaluated under test-time occlusion and "
+                                "translation. Writes a heat map of Δ with each cell's 95%% interval, the "
+                                "occlusion curves, report.html/report.md and regimes.json. The cost is printed "
+                                "before anything trains; the same --out resumes.",
+                    examples=EXAMPLES)
+    p.add_argument("--seeds", type=int_at_least(1, "at least 1 seed"), default=3, metavar="N",
+                   help="seeds of every model in every cell (default 3)")
+    p.add_argument("--sizes", default=None, metavar="N,N,...",
+                   help="training-set sizes, 'all' for the whole split (default 1000,6000,all)")
+    p.add_argument("--widths", default=None, metavar="AxB,...",
+                   help="stem channels of the flagship and its twin (default 8x16,16x32,24x48)")
+    p.add_argument("--steps", type=int_at_least(1, "at least 1 step"), default=None, metavar="N",
+                   help="optimizer steps of a run on the whole training split (default 1000)")
+    p.add_argument("--no-size-pairs", dest="size_pairs", action="store_false",
+                   help="leave out model1_lstm vs model1 over the sizes")
+    p.add_argument("--preset", default="fast", metavar="P", help="the training preset of every run (default fast)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
+                   help="a config value for every run (repeatable)")
+    p.add_argument("--out", metavar="DIR", default=None, help="folder (default runs/regimes)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, train nothing")
+    add_device_flag(p, default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch's default)")
+    add_executor_flags(p)
+    add_data_flags(p)
+    p.set_defaults(func=run)
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"1000,6000,all"`` -> ``[1000, 6000, 0]``."""
+    try:
+        return [0 if s.strip() == "all" else int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--sizes takes counts and 'all', e.g. 1000,6000,all; got {text!r}") from None
+
+
+def parse_widths(text: str) -> list[tuple[int, int]]:
+    """``"8x16,24x48"`` -> ``[(8, 16), (24, 48)]``."""
+    try:
+        return [tuple(int(c) for c in w.split("x", 1)) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--widths takes AxB channel pairs, e.g. 8x16,24x48; got {text!r}") from None
+
+
+def run(args) -> int:
+    from cnnlstm import api
+
+    settings = {**parse_set(args.sets), "data_dir": args.data_dir, "download": args.download,
+                "verify": args.verify, "device": args.device, "threads": args.threads}
+    if args.image_size:
+        settings["image_size"] = args.image_size
+    display = StudyDisplay(quiet=args.quiet)
+    try:
+        summary = api.regimes(out=args.out, seeds=args.seeds,
+                              sizes=parse_sizes(args.sizes) if args.sizes else None,
+                              widths=parse_widths(args.widths) if args.widths else None, steps=args.steps,
+                              size_pairs=args.size_pairs, preset=args.preset, data=load_data_for_cli(args),
+                              settings=settings, workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
+                              gpu_per_job=args.gpu_per_job, dry_run=args.dry_run, events=display.events())
+    finally:
+        display.stop()
+    cost = summary["cost"]
+    print(f"plan: {cost['train_runs']} training runs, {cost['occlusion_runs']} occlusion evaluations, "
+          f"{cost['tflop']:.0f} TFLOP (about {cost['minutes']:.0f} min at {cost['gflops']:.0f} GFLOP/s per process)")
+    if args.dry_run:
+        return 0
+    for line in summary["summary"]:
+        print(f"- {line}")
+    print(f"report: {summary['report']}")
+    if summary["failed"]:
+        names = "; ".join(f"{name} ({error})" for name, error in summary["failed"].items())
+        print(f"cnnlstm regimes: {len(summary['failed'])} job(s) failed: {names}; the same command retries them",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,145 @@
+"""The regime study: its plan pairs models at one recipe, subset and seeds; subsets nest; occlusion is
+deterministic and level 0 is the clean accuracy; the map's sentence claims only what an interval shows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cnnlstm.config import config_differences, config_to_dict
+from cnnlstm.data.occlusion import occlude, perturb, translate
+from cnnlstm.data.splits import nested_subset
+from cnnlstm.errors import ConfigError
+from cnnlstm.reporting.compare import PAIR_KEYS
+from cnnlstm.study import regimes as R
+
+GRID = R.RegimeGrid(sizes=(40, 80, R.ALL), widths=((4, 8), (8, 16)), seeds=3, steps_full=6)
+COMMON = {"verify": False, "device": "cpu", "threads": 1, "val_size": 40}
+
+
+def test_every_cell_pairs_its_models_at_one_recipe_subset_and_seeds(tiny_ds):
+    from cnnlstm.models import model_summary
+
+    jobs = R.plan_regimes(GRID, tiny_ds, common=COMMON)
+    cells = R.grid_cells(GRID)
+    assert len(cells) == 3 * 2 + 3  # size x width for the wide pair, size alone for model1_lstm/model1
+    for cell in cells:
+        runs = {m: {j.cfg.seed: j.cfg for j in R._cell_jobs(jobs, cell, m)} for m in (cell.hybrid, cell.control)}
+        assert set(runs[cell.hybrid]) == set(runs[cell.control]) == {0, 1, 2}
+        for seed in range(3):
+            a, b = runs[cell.hybrid][seed], runs[cell.control][seed]
+            assert config_differences(config_to_dict(a), config_to_dict(b), PAIR_KEYS) == []
+            assert a.train_size == b.train_size == cell.size and a.epochs == b.epochs
+            if cell.width is not None:
+                assert a.model_args["channels"] == b.model_args["channels"] == list(cell.width)
+        if cell.width is not None:  # the twin stays parameter-matched at every width
+            pa = model_summary(cell.hybrid, **runs[cell.hybrid][0].model_args)["params"]
+            pb = model_summary(cell.control, **runs[cell.control][0].model_args)["params"]
+            assert abs(pa - pb) / pa < 0.02
+    occluded = [j for j in jobs if j.kind == "occlusion"]
+    assert {j.cfg.train_size for j in occluded} == {R.ALL} and len(occluded) == (2 + 1) * 2 * 3
+
+
+def test_the_schedule_rule_and_its_refusals(tiny_ds):
+    assert R.regime_epochs(55000, 55000, 256, 1000) == 5  # 1,000 steps of 256 on 55,000 images
+    assert R.regime_epochs(6000, 55000, 256, 1000) == 14
+    assert R.regime_epochs(1000, 55000, 256, 1000) == 35
+    with pytest.raises(ConfigError, match="exceeds the 160 images"):
+        R.plan_regimes(replace(GRID, sizes=(1000,)), tiny_ds, common=COMMON)
+    with pytest.raises(ConfigError, match="set by the regime grid"):
+        R.plan_regimes(GRID, tiny_ds, common={**COMMON, "epochs": 3})
+    with pytest.raises(ConfigError, match="must include 0"):
+        replace(GRID, erase=(0.1, 0.2)).check()
+
+
+def test_subsets_are_stratified_seeded_and_nested():
+    labels = np.repeat(np.arange(10), [500, 300, 200, 100, 100, 100, 100, 100, 50, 450])
+    share = np.bincount(labels) / len(labels)
+    small, large = nested_subset(labels, 100, seed=4), nested_subset(labels, 600, seed=4)
+    assert set(small) <= set(large)  # 100 inside 600
+    for subset, n in ((small, 100), (large, 600)):
+        assert len(subset) == n and len(set(subset)) == n
+        assert np.all(np.abs(np.bincount(labels[subset], minlength=10) - n * share) <= 1)
+    assert np.array_equal(nested_subset(labels, 100, seed=4), small)
+    assert not np.array_equal(nested_subset(labels, 100, seed=5), small)
+    with pytest.raises(Exception, match="needs 1 to 2000"):
+        nested_subset(labels, 2001, seed=0)
+
+
+def test_occlusion_and_shift_are_deterministic_and_zero_is_clean():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(50, 28, 28), dtype=np.uint8)
+    for kind, level in (("erase", 0.25), ("shift", 3)):
+        assert np.array_equal(perturb(images, kind, level, seed=7), perturb(images, kind, level, seed=7))
+        assert not np.array_equal(perturb(images, kind, level, seed=7), perturb(images, kind, level, seed=8))
+        assert np.array_equal(perturb(images, kind, 0, seed=7), images)
+    erased = occlude(images, 0.25, np.random.default_rng(1))
+    assert np.all((erased == 0).reshape(50, -1).sum(1) == 14 * 14)  # a 14x14 square: 25% of 28x28
+    moved = translate(images, 3, np.random.default_rng(1))
+    assert np.all((moved == 0).reshape(50, -1).sum(1) == 3 * 28)  # one 3-px edge comes in black
+    colour = rng.integers(1, 256, size=(4, 28, 28, 3), dtype=np.uint8)
+    assert perturb(colour, "erase", 0.1, seed=0).shape == colour.shape
+    with pytest.raises(ConfigError):
+        occlude(images, 1.0, rng)
+
+
+def _fake_runs(root, jobs, accuracy):
+    """Run folders with known accuracies (and predictions that reach them) for every training job."""
+    labels = np.arange(200) % 10
+    for job in jobs:
+        if job.kind != "train":
+            continue
+        folder = job.folder(root)
+        folder.mkdir(parents=True)
+        acc = accuracy(job)
+        preds = labels.copy()
+        wrong = int(round((1 - acc) * len(labels)))
+        preds[:wrong] = (preds[:wrong] + 1) % 10
+        np.savez(folder / "predictions.npz", labels=labels, preds=preds)
+        (folder / "metrics.json").write_text(json.dumps({"accuracy": acc}))
+        (folder / "config.json").write_text(json.dumps(config_to_dict(job.cfg)))
+
+
+def test_the_sentence_names_only_cells_whose_interval_excludes_zero(tiny_ds, tmp_path):
+    grid = replace(GRID, sizes=(40, R.ALL), widths=((4, 8),), size_pairs=())
+    jobs = R.plan_regimes(grid, tiny_ds, common=COMMON)
+
+    def accuracy(job):  # the hybrid helps only on 40 images: +3 points with little spread
+        noise = [0.0, 0.005, -0.004][job.cfg.seed]
+        bonus = 0.03 if job.cfg.model == "cnn_lstm" and job.cfg.train_size == 40 else 0.0
+        wobble = [0.01, -0.02, 0.012][job.cfg.seed] if job.cfg.model == "cnn_lstm" else 0.0
+        return 0.80 + noise + bonus + (0 if job.cfg.train_size == 40 else wobble)
+
+    _fake_runs(tmp_path, jobs, accuracy)
+    results = R.cell_results(tmp_path, grid, jobs, tiny_ds)
+    verdicts = {r.cell.size: r.verdict() for r in results}
+    assert verdicts == {40: "helps", R.ALL: "no measurable difference"}
+    lines = R.summary_lines(results, 160)
+    assert len(lines) == 1 and lines[0].startswith("cnn_lstm helps against cnn_twin at 40 images, stem 4/8: +3.00")
+    flat = R.summary_lines([r for r in results if r.cell.size == R.ALL], 160)
+    assert flat[0].startswith("No regime showed a measurable difference") and "at 3 seeds" in flat[0]
+
+
+def test_a_small_grid_end_to_end(tiny_data_dir, tmp_path):
+    from cnnlstm import api
+
+    out = tmp_path / "regimes"
+    kwargs = dict(out=out, seeds=2, sizes=(40, 0), widths=((4, 8),), steps=4, size_pairs=False,
+                  settings={"data_dir": str(tiny_data_dir), **COMMON})
+    assert api.regimes(dry_run=True, **kwargs)["cost"]["train_runs"] == 8
+    assert not out.exists()  # a dry run trains nothing
+    summary = api.regimes(**kwargs)
+    assert not summary["failed"] and summary["ran"] == 8 + 4
+    for report in ("report.html", "report.md", "regimes.json", "figures/regime_map.png", "figures/occlusion.png"):
+        assert (out / report).is_file(), report
+    run = out / "runs" / "cnn_lstm-4x8-nall-s0"
+    occlusion = json.loads((run / "occlusion.json").read_text())
+    assert occlusion["erase"]["0.0"] == occlusion["shift"]["0"] == json.loads((run / "metrics.json").read_text())[
+        "accuracy"]
+    html = (out / "report.html").read_text()
+    assert "<ul>" in html[html.index('id="summary"'):html.index('id="the-map"')]  # the summary is a list
+    again = api.regimes(**kwargs)  # resumes: nothing left to do
+    assert again["ran"] == 0 and again["skipped"] == 12
