@@ -231,6 +231,35 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
                             "--resources GPU=1 run 1/F jobs on their card at once)")
 
 
+def add_study_flags(p: argparse.ArgumentParser) -> None:
+    """--device, --threads, the executor flags and the data flags of a command that runs many jobs."""
+    add_device_flag(p, default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch's default)")
+    add_executor_flags(p)
+    add_data_flags(p)
+
+
+def study_settings(args, **extra) -> dict:
+    """The config keys every run of a study gets from its flags: ``--set``, the data and runtime
+    flags, ``--image-size`` when given, and ``extra``."""
+    from cnnlstm.config import parse_set
+
+    settings = {**parse_set(getattr(args, "sets", [])), "data_dir": args.data_dir, "download": args.download,
+                "verify": args.verify, "device": args.device, "threads": args.threads, **extra}
+    if args.image_size:
+        settings["image_size"] = args.image_size
+    return settings
+
+
+def report_failures(command: str, failed: dict[str, str], hint: str = "the same command retries them") -> int:
+    """Print the jobs that failed for good on stderr; 1 when there were any, else 0."""
+    if not failed:
+        return 0
+    names = "; ".join(f"{name} ({error})" for name, error in failed.items())
+    print(f"cnnlstm {command}: {len(failed)} job(s) failed: {names}; {hint}", file=sys.stderr)
+    return 1
+
+
 # --------------------------------------------------------------------------- a study's progress
 
 

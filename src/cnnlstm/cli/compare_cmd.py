@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import (
     StudyDisplay,
-    add_data_flags,
-    add_device_flag,
-    add_executor_flags,
+    add_study_flags,
     int_at_least,
     load_data_for_cli,
+    report_failures,
+    study_settings,
 )
-from cnnlstm.config import parse_set
 
 EXAMPLES = """\
   cnnlstm compare cnn_lstm cnn_twin                      # the flagship vs its no-LSTM twin, fast recipe, 3 seeds
@@ -45,20 +42,14 @@ def add_parser(sub) -> None:
     p.add_argument("--model-file", metavar="PATH.py", default=None,
                    help="a Python file whose @register_model builders join the models (see docs/models.md)")
     p.add_argument("--out", metavar="DIR", default=None, help="folder (default runs/compare-A-B...)")
-    add_device_flag(p, default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch's default)")
-    add_executor_flags(p)
-    add_data_flags(p)
+    add_study_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from cnnlstm import api
 
-    settings = {**parse_set(args.sets), "data_dir": args.data_dir, "download": args.download,
-                "verify": args.verify, "device": args.device, "threads": args.threads}
-    if args.image_size:
-        settings["image_size"] = args.image_size
+    settings = study_settings(args)
     if args.model_file:
         settings["model_file"] = args.model_file
     display = StudyDisplay(quiet=args.quiet)
@@ -72,9 +63,4 @@ def run(args) -> int:
     for pair in summary["pairs"]:
         print(pair.claim())
     print(f"report: {summary['report']}")
-    if summary["failed"]:
-        names = "; ".join(f"{name} ({error})" for name, error in summary["failed"].items())
-        print(f"cnnlstm compare: {len(summary['failed'])} run(s) failed: {names}; the same command retries them",
-              file=sys.stderr)
-        return 1
-    return 0
+    return report_failures("compare", summary["failed"])

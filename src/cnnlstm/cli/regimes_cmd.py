@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import (
     StudyDisplay,
-    add_data_flags,
-    add_device_flag,
-    add_executor_flags,
+    add_study_flags,
     int_at_least,
     load_data_for_cli,
+    report_failures,
+    study_settings,
 )
-from cnnlstm.config import parse_set
 from cnnlstm.errors import ConfigError
 
 EXAMPLES = """\
@@ -51,10 +48,7 @@ def add_parser(sub) -> None:
                    help="a config value for every run (repeatable)")
     p.add_argument("--out", metavar="DIR", default=None, help="folder (default runs/regimes)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost, train nothing")
-    add_device_flag(p, default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch's default)")
-    add_executor_flags(p)
-    add_data_flags(p)
+    add_study_flags(p)
     p.set_defaults(func=run)
 
 
@@ -77,10 +71,7 @@ def parse_widths(text: str) -> list[tuple[int, int]]:
 def run(args) -> int:
     from cnnlstm import api
 
-    settings = {**parse_set(args.sets), "data_dir": args.data_dir, "download": args.download,
-                "verify": args.verify, "device": args.device, "threads": args.threads}
-    if args.image_size:
-        settings["image_size"] = args.image_size
+    settings = study_settings(args)
     display = StudyDisplay(quiet=args.quiet)
     try:
         summary = api.regimes(out=args.out, seeds=args.seeds,
@@ -99,9 +90,4 @@ def run(args) -> int:
     for line in summary["summary"]:
         print(f"- {line}")
     print(f"report: {summary['report']}")
-    if summary["failed"]:
-        names = "; ".join(f"{name} ({error})" for name, error in summary["failed"].items())
-        print(f"cnnlstm regimes: {len(summary['failed'])} job(s) failed: {names}; the same command retries them",
-              file=sys.stderr)
-        return 1
-    return 0
+    return report_failures("regimes", summary["failed"])

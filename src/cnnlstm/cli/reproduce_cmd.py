@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import StudyDisplay, add_data_flags, add_device_flag, add_executor_flags, load_data_for_cli
+from cnnlstm.cli.common import (
+    StudyDisplay,
+    add_data_flags,
+    add_device_flag,
+    add_executor_flags,
+    load_data_for_cli,
+    report_failures,
+    study_settings,
+)
 
 EXAMPLES = """\
   cnnlstm reproduce                         # --preset quick: the plan's question at 3 seeds, ~10 min on 2 CPU cores
@@ -60,10 +66,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from cnnlstm import api
 
-    settings = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,
-                "device": args.device, "threads": args.threads, "limit_train": args.limit_train}
-    if args.image_size:
-        settings["image_size"] = args.image_size
+    settings = study_settings(args, limit_train=args.limit_train)
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
     ablations = None
     if args.ablations:
@@ -81,9 +84,5 @@ def run(args) -> int:
         print(f"study: {summary['ran']} jobs run, {summary['skipped']} already done, "
               f"{summary['seconds'] / 60:.1f} min")
     print(f"report: {summary['report']}")
-    if summary["failed"]:
-        names = "; ".join(f"{name} ({error})" for name, error in summary["failed"].items())
-        print(f"cnnlstm reproduce: {len(summary['failed'])} job(s) failed: {names}; the report lists the missing "
-              "runs, and the same command retries them", file=sys.stderr)
-        return 1
-    return 0
+    return report_failures("reproduce", summary["failed"],
+                           "the report lists the missing runs, and the same command retries them")
