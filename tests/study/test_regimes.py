@@ -143,3 +143,25 @@ def test_a_small_grid_end_to_end(tiny_data_dir, tmp_path):
     assert "<ul>" in html[html.index('id="summary"'):html.index('id="the-map"')]  # the summary is a list
     again = api.regimes(**kwargs)  # resumes: nothing left to do
     assert again["ran"] == 0 and again["skipped"] == 12
+
+
+def test_a_training_subset_resumes_exactly(tiny_ds, tmp_path):
+    """``train_size`` is drawn from the seed alone, so a run killed after epoch 1 resumes bit for bit."""
+    import torch
+
+    from cnnlstm.config import resolve_train_config
+    from cnnlstm.runs import load_checkpoint, read_history
+    from cnnlstm.study.experiment import train_run
+
+    from conftest import Stop, stop_after
+
+    cfg = resolve_train_config("cnn_lstm", overrides={**COMMON, "train_size": 60, "epochs": 2, "batch_size": 16,
+                                                      "model_args": {"channels": [4, 8]}})
+    train_run(cfg, tmp_path / "full", tiny_ds, evaluate=False)
+    with pytest.raises(Stop):
+        train_run(cfg, tmp_path / "cut", tiny_ds, evaluate=False, on_epoch=stop_after(1))
+    train_run(None, tmp_path / "cut", tiny_ds, resume=True, evaluate=False)
+    full, cut = (load_checkpoint(tmp_path / f"{r}/checkpoint.pt")["model"] for r in ("full", "cut"))
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(read_history(tmp_path / "full/history.csv")) == strip(read_history(tmp_path / "cut/history.csv"))
