@@ -538,7 +538,8 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
             widths: Sequence[Sequence[int]] | None = None, steps: int | None = None, size_pairs: bool = True,
             preset: str = "fast", data: Dataset | None = None, settings: dict | None = None,
             workers: int | None = None, dask: str | None = None, dask_tls: str | Path | None = None,
-            gpu_per_job: float | None = None, dry_run: bool = False, events=None) -> dict:
+            gpu_per_job: float | None = None, dry_run: bool = False, on_plan: Callable[[dict], None] | None = None,
+            events=None) -> dict:
     """The regime study, as ``cnnlstm regimes``: each hybrid beside its control over a grid of
     training-set sizes and stem widths, plus test-time occlusion; resumable, into one folder.
 
@@ -563,12 +564,14 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
         As for :func:`compare`.
     dry_run : bool
         Plan and cost only: nothing is trained.
+    on_plan : callable, optional
+        Called with the cost (see Returns) once the plan is made, before anything trains.
 
     Returns
     -------
     dict
-        ``cost`` (``train_runs``, ``occlusion_runs``, ``tflop``, ``gflops`` measured here,
-        ``minutes`` estimated), and unless ``dry_run``: ``ran``, ``skipped``, ``failed``,
+        ``cost`` (``train_runs``, ``occlusion_runs``, ``tflop``, ``gflops``: an fp32 training step
+        timed on this machine's CPU, ``minutes``: the estimate from it), and unless ``dry_run``: ``ran``, ``skipped``, ``failed``,
         ``seconds``, ``report``, ``cells``, ``out``.
     """
     from dataclasses import replace
@@ -592,9 +595,11 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
     parallel = workers or 1
     cost.update(gflops=gflops, minutes=cost["tflop"] * 1e3 / (gflops * parallel) / 60)
     log.info("regime grid: %d training runs and %d occlusion evaluations, %.0f TFLOP; at the %.0f GFLOP/s "
-             "measured here for one process, about %.0f min on %d process(es) (smaller models run below that "
-             "rate, so read it as a lower bound)", cost["train_runs"], cost["occlusion_runs"], cost["tflop"], gflops,
-             cost["minutes"], parallel)
+             "of an fp32 step on this CPU for one process, about %.0f min on %d process(es) (smaller models "
+             "run below that rate, so read it as a lower bound)", cost["train_runs"], cost["occlusion_runs"],
+             cost["tflop"], gflops, cost["minutes"], parallel)
+    if on_plan:
+        on_plan(cost)
     if dry_run:
         return {"cost": cost}
     root = Path(out) if out is not None else Path("runs/regimes")

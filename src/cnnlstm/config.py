@@ -385,7 +385,7 @@ def resolve_model_source(model: str, model_file: str = "") -> tuple[str, str]:
     from cnnlstm.models.user import load_model_source
 
     if ":" in model:
-        module, _, model = model.partition(":")
+        module, _, model = model.rpartition(":")
         if model_file and model_file != module:
             raise ConfigError(f"the model is named as {module}:{model} and model_file is {model_file}; give one source")
         model_file = module

@@ -409,7 +409,10 @@ def check_model_source(run_dir: str | Path, cfg: "TrainConfig") -> None:
                        "version, or train again")
     from cnnlstm.models.user import load_model_source
 
-    load_model_source(cfg.model_file)
+    source = load_model_source(cfg.model_file)
+    if (source.path, source.sha256) != (str(path), record["sha256"]):  # a module found elsewhere now
+        raise RunError(f"{run_dir}: its model {cfg.model!r} was defined by {path}, but {cfg.model_file} now "
+                       f"imports from {source.path}; put the run's version first on the Python path")
 
 
 def run_image_shape(run_dir: str | Path) -> tuple[int, int]:

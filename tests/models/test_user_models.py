@@ -120,6 +120,21 @@ def test_a_module_by_name(gru_file, monkeypatch):
     assert user.source_file("gru_hybrid") == gru_file
 
 
+def test_a_module_imported_before_is_claimed(gru_file, monkeypatch):
+    """A notebook that ran ``import gru_hybrid`` first: its models are still the module's."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(gru_file.parent))
+    monkeypatch.delitem(sys.modules, "gru_hybrid", raising=False)
+    importlib.import_module("gru_hybrid")
+    assert registry.get_model_entry("gru_hybrid").source == ""
+    source = user.load_model_source("gru_hybrid")
+    assert source.models == ("gru_hybrid", "gru_control")
+    assert registry.get_model_entry("gru_control").source == "gru_hybrid"
+    monkeypatch.delitem(sys.modules, "gru_hybrid", raising=False)
+
+
 def test_the_user_model_trains_resumes_exactly_and_records_its_file(gru_file, tiny_ds, tmp_path):
     from cnnlstm.study.experiment import train_run
 
@@ -154,7 +169,25 @@ def test_cli_train_evaluate_then_an_edited_or_missing_file_is_one_line(gru_file,
     assert "is gone; restore it" in err and "\n" not in err
 
 
+SILENT_ASSERT = """
+import torch
+from cnnlstm.models import ImageClassifier, register_model
+
+class Picky(ImageClassifier):
+    def __init__(self, num_classes=10, image_size=28, in_channels=1):
+        super().__init__(num_classes, 4)
+        self.lin = torch.nn.Linear(in_channels * image_size * image_size, 4)
+
+    def forward_features(self, x):
+        assert x.shape[1] == 3
+        return self.lin(x.flatten(1))
+
+register_model("picky", "asserts without a message")(Picky)
+"""
+
+
 @pytest.mark.parametrize("text, expected", [
+    (SILENT_ASSERT, "failed: AssertionError"),
     (BROKEN_FEATURES, "forward_features must map (B, C, H, W) to (B, D)"),
     (NO_DEFAULT, "argument 'hidden' needs a default"),
     (NO_DATA_ARGS, "must take num_classes, image_size, in_channels"),

@@ -49,8 +49,9 @@ def test_the_schedule_rule_and_its_refusals(tiny_ds):
     assert R.regime_epochs(1000, 55000, 256, 1000) == 35
     with pytest.raises(ConfigError, match="exceeds the 160 images"):
         R.plan_regimes(replace(GRID, sizes=(1000,)), tiny_ds, common=COMMON)
-    with pytest.raises(ConfigError, match="set by the regime grid"):
-        R.plan_regimes(GRID, tiny_ds, common={**COMMON, "epochs": 3})
+    for key in ("epochs", "limit_train"):
+        with pytest.raises(ConfigError, match="set by the regime grid"):
+            R.plan_regimes(GRID, tiny_ds, common={**COMMON, key: 3})
     with pytest.raises(ConfigError, match="must include 0"):
         replace(GRID, erase=(0.1, 0.2)).check()
 
@@ -118,7 +119,8 @@ def test_the_sentence_names_only_cells_whose_interval_excludes_zero(tiny_ds, tmp
     verdicts = {r.cell.size: r.verdict() for r in results}
     assert verdicts == {40: "helps", R.ALL: "no measurable difference"}
     lines = R.summary_lines(results, 160)
-    assert len(lines) == 1 and lines[0].startswith("cnn_lstm helps against cnn_twin at 40 images, stem 4/8: +3.00")
+    assert lines[0].startswith("cnn_lstm helps against cnn_twin at 40 images, stem 4/8: +3.00")
+    assert len(lines) == 2 and lines[1].startswith("1 of 2 intervals exclude 0; about 0.1 would by chance")
     flat = R.summary_lines([r for r in results if r.cell.size == R.ALL], 160)
     assert flat[0].startswith("No regime showed a measurable difference") and "at 3 seeds" in flat[0]
 

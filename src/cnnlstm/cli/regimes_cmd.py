@@ -68,6 +68,13 @@ def parse_widths(text: str) -> list[tuple[int, int]]:
         raise ConfigError(f"--widths takes AxB channel pairs, e.g. 8x16,24x48; got {text!r}") from None
 
 
+def print_plan(cost: dict) -> None:
+    """The plan's size and cost, before anything trains (printed even with --quiet)."""
+    print(f"plan: {cost['train_runs']} training runs, {cost['occlusion_runs']} occlusion evaluations, "
+          f"{cost['tflop']:.0f} TFLOP; about {cost['minutes']:.0f} min at the {cost['gflops']:.0f} GFLOP/s of an "
+          "fp32 step on this CPU per process (a lower bound)", flush=True)
+
+
 def run(args) -> int:
     from cnnlstm import api
 
@@ -79,12 +86,10 @@ def run(args) -> int:
                               widths=parse_widths(args.widths) if args.widths else None, steps=args.steps,
                               size_pairs=args.size_pairs, preset=args.preset, data=load_data_for_cli(args),
                               settings=settings, workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
-                              gpu_per_job=args.gpu_per_job, dry_run=args.dry_run, events=display.events())
+                              gpu_per_job=args.gpu_per_job, dry_run=args.dry_run, on_plan=print_plan,
+                              events=display.events())
     finally:
         display.stop()
-    cost = summary["cost"]
-    print(f"plan: {cost['train_runs']} training runs, {cost['occlusion_runs']} occlusion evaluations, "
-          f"{cost['tflop']:.0f} TFLOP (about {cost['minutes']:.0f} min at {cost['gflops']:.0f} GFLOP/s per process)")
     if args.dry_run:
         return 0
     for line in summary["summary"]:

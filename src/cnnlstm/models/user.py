@@ -125,6 +125,7 @@ def load_model_source(spec: str) -> ModelSource:
         model, clashes with a registered name, or breaks the contract (see the module docstring).
     """
     canon = canonical_source(spec)
+    before = set(registry.list_models())  # before find_spec, which imports a module's parent package
     path = source_file(canon)
     digest = sha256_hex(path.read_bytes())
     done = _LOADED.get(canon)
@@ -133,7 +134,6 @@ def load_model_source(spec: str) -> ModelSource:
             raise ConfigError(f"{path} changed after it was imported in this process; start again to use the "
                               "new version")
         return done
-    before = set(registry.list_models())
     try:
         _import(canon, path, digest)
     except ConfigError:
@@ -143,20 +143,31 @@ def load_model_source(spec: str) -> ModelSource:
         _unregister(set(registry.list_models()) - before)
         raise ConfigError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     new = tuple(n for n in registry.list_models() if n not in before)
+    if not new and not is_model_file(canon):  # a module imported before (a notebook, its package's __init__)
+        new = tuple(n for n in registry.list_models()
+                    if not registry.get_model_entry(n).source and _builder_module(n) == canon)
     if not new:
         raise ConfigError(f"{path} registers no model; decorate a builder with "
                           "@cnnlstm.models.register_model(name, description)")
     try:
         for name in new:
             registry.set_source(name, canon)
-            check_model_contract(name)
+            data = {k: v for k, v in registry.model_args(name).items() if k in DATA_ARGS}
+            check_model_contract(name, **data)  # at the builder's own size; the dataset's is checked before training
     except ConfigError:
         _unregister(set(new))
+        sys.modules.pop(canon, None)  # so that a fixed module is imported afresh in this process
         raise
     source = ModelSource(canon, str(path), digest, new)
     _LOADED[canon] = source
     log.info("%s: registered %s", path, ", ".join(new))
     return source
+
+
+def _builder_module(name: str) -> str | None:
+    """The module a registered builder (a class, a function or a partial of one) was defined in."""
+    builder = registry.get_model_entry(name).builder
+    return getattr(getattr(builder, "func", builder), "__module__", None)
 
 
 def _import(spec: str, path: Path, digest: str) -> None:
@@ -168,9 +179,12 @@ def _import(spec: str, path: Path, digest: str) -> None:
         try:
             importlib.import_module(spec)
         except ValueError as exc:
-            raise clash(exc) from None
+            if "already registered" in str(exc):
+                raise clash(exc) from None
+            raise
         return
-    name = f"cnnlstm_user_models.{path.stem}_{digest[:12]}"
+    # a top-level name (no dot), so that pickle can import the module a class of the file lives in
+    name = f"cnnlstm_user_{path.stem}_{digest[:12]}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look classes up by module name
@@ -212,26 +226,28 @@ def check_model_contract(name: str, *, image_size: int = 28, in_channels: int = 
                           f"missing {', '.join(missing)}")
     x = torch.empty(2, in_channels, image_size, image_size, device="meta")
     try:
-        with torch.device("meta"):
+        with torch.device("meta"):  # the forward passes too: tensors a model makes in forward() stay on meta
             model = registry.create_model(name, num_classes=num_classes, image_size=image_size,
                                           in_channels=in_channels, **(model_args or {}))
-        for method in ("forward_features", "forward_head"):
-            if not callable(getattr(model, method, None)):
-                raise ConfigError(f"{where}: the model has no {method}(); subclass "
-                                  "cnnlstm.models.ImageClassifier and implement forward_features")
-        features = model.forward_features(x)
-        if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[0] != 2:
-            raise ConfigError(f"{where}: forward_features must map (B, C, H, W) to (B, D); for a batch of "
-                              f"{tuple(x.shape)} it returned {_shape(features)}")
-        logits = model.forward_head(features)
-        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, num_classes):
-            raise ConfigError(f"{where}: forward_head must map (B, D) to (B, num_classes) = (2, {num_classes}); "
-                              f"it returned {_shape(logits)}")
+            for method in ("forward_features", "forward_head"):
+                if not callable(getattr(model, method, None)):
+                    raise ConfigError(f"{where}: the model has no {method}(); subclass "
+                                      "cnnlstm.models.ImageClassifier and implement forward_features")
+            features = model.forward_features(x)
+            if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[0] != 2:
+                raise ConfigError(f"{where}: forward_features must map (B, C, H, W) to (B, D); for a batch of "
+                                  f"{tuple(x.shape)} it returned {_shape(features)}")
+            logits = model.forward_head(features)
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, num_classes):
+                raise ConfigError(f"{where}: forward_head must map (B, D) to (B, num_classes) = (2, {num_classes}); "
+                                  f"it returned {_shape(logits)}")
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a user's model may raise anything on a forward pass
-        raise ConfigError(f"{where}: building it or a forward pass on a batch of "
-                          f"{tuple(x.shape)} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        message = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"{where}: building it or a forward pass on a batch of {tuple(x.shape)} on the meta "
+                          f"device (shapes only: a model that reads tensor values cannot be checked) failed: "
+                          f"{type(exc).__name__}{': ' + message if message else ''}") from exc
 
 
 def _shape(value: object) -> str:

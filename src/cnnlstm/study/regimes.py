@@ -167,7 +167,7 @@ def plan_regimes(grid: RegimeGrid, ds: Dataset, *, common: dict | None = None) -
     """
     grid.check()
     common = dict(common or {})
-    for key in ("model", "seed", "epochs", "train_size"):
+    for key in ("model", "seed", "epochs", "train_size", "limit_train"):  # limit_train would undo the subsets
         if key in common:
             raise ConfigError(f"{key} is set by the regime grid itself; drop it")
     probe = resolve_train_config(grid.wide_pairs[0][0] if grid.wide_pairs else grid.size_pairs[0][0],
@@ -310,6 +310,11 @@ def run_regimes(root: str | Path, ds: Dataset, grid: RegimeGrid, jobs: list[Job]
     t0 = time.perf_counter()
     failed: dict[str, str] = {}
     ran = skipped = 0
+    for job in jobs:  # an evaluation at other levels or another seed than the grid's is made again
+        record = job.folder(root) / OCCLUSION_FILE
+        if job.kind == "occlusion" and record.exists() and not _occlusion_matches(read_json(record), grid):
+            log.info("%s: its occlusion levels are not the grid's; evaluating again", job.folder(root))
+            record.unlink()
     for kind in ("train", "occlusion"):  # occlusion reads the trained weights: a second wave
         wave = [j for j in jobs if j.kind == kind]
         todo = [j for j in wave if not job_done(j, root)
@@ -328,6 +333,12 @@ def run_regimes(root: str | Path, ds: Dataset, grid: RegimeGrid, jobs: list[Job]
             "cells": results, "summary": lines}
 
 
+def _occlusion_matches(record: dict, grid: RegimeGrid) -> bool:
+    """The record was made at the grid's seed and levels (its accuracies are keyed by level)."""
+    return (record.get("seed") == grid.perturb_seed and list(record.get("erase", {})) == [str(e) for e in grid.erase]
+            and list(record.get("shift", {})) == [str(s) for s in grid.shifts])
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -344,10 +355,12 @@ class RegimeResult:
     occlusion: dict = field(default_factory=dict)  # kind -> level -> {"hybrid": (mean, std), "control": ..., "delta": SeedInterval}
 
     def verdict(self) -> str:
-        """"helps", "hurts" or "no measurable difference" (or "not run")."""
+        """"helps", "hurts", "no measurable difference", "one seed: no interval" or "not run"."""
         if self.pair is None:
             return "not run"
         s = self.pair.comparison.seeds
+        if s.low is None:
+            return "one seed: no interval"
         if not s.excludes_zero:
             return "no measurable difference"
         return "helps" if s.diff > 0 else "hurts"
@@ -413,13 +426,17 @@ def occlusion_curves(root: Path, jobs: list[Job], cell: Cell) -> dict:
 def summary_lines(results: list[RegimeResult], n_full: int) -> list[str]:
     """The map's answer: only cells (and occlusion levels) whose interval excludes 0 are named."""
     lines = []
-    done = [r for r in results if r.pair is not None]
+    done = [r for r in results if r.pair is not None and r.pair.comparison.seeds.low is not None]
+    unpaired = len([r for r in results if r.pair is not None]) - len(done)
+    tested = len(done) + sum(1 for r in done for levels in r.occlusion.values() for level, row in levels.items()
+                             if float(level) != 0 and row["delta"].low is not None)
     for r in done:
         if r.verdict() in ("helps", "hurts"):
             s = r.pair.comparison.seeds
             lines.append(f"{r.cell.hybrid} {r.verdict()} against {r.cell.control} at {r.cell.size_label(n_full)} "
                          f"images, stem {r.cell.width_label}: {100 * s.diff:+.2f} points "
-                         f"(95% CI {100 * s.low:+.2f} to {100 * s.high:+.2f}, {s.n} paired seeds)")
+                         f"(95% CI {100 * s.low:+.2f} to {100 * s.high:+.2f}, {s.n} {'paired ' if s.paired else ''}"
+                         "seeds)")
     for r in done:
         for kind, levels in r.occlusion.items():
             for level, row in levels.items():
@@ -430,13 +447,16 @@ def summary_lines(results: list[RegimeResult], n_full: int) -> list[str]:
                                  f"{'beats' if d.diff > 0 else 'trails'} {r.cell.control} at "
                                  f"{r.cell.size_label(n_full)} images, stem {r.cell.width_label}: "
                                  f"{100 * d.diff:+.2f} points (95% CI {100 * d.low:+.2f} to {100 * d.high:+.2f})")
+    no_interval = [f"{unpaired} cell(s) have one seed on a side, so no interval"] if unpaired else []
     if not done:
-        return ["No cell has finished runs on both sides yet."]
+        return ["No cell has an interval yet (finished runs of at least two seeds on both sides)."] + no_interval
     if not lines:
         n = min(r.pair.comparison.seeds.n for r in done)
         return [f"No regime showed a measurable difference between the hybrids and their controls at {n} seeds: "
-                f"every one of the {len(done)} cells' 95% intervals, and every occlusion level's, includes 0."]
-    return lines
+                f"every one of the {tested} 95% intervals ({len(done)} cells and their occlusion levels) "
+                "includes 0."] + no_interval
+    return lines + [f"{len(lines)} of {tested} intervals exclude 0; about {tested / 20:.1f} would by chance alone "
+                    "at 95%, so read a lone one as a lead to retest with more seeds"] + no_interval
 
 
 def _pct(mean_std_pair: tuple) -> str:
