@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p = add_command(sub, "compare", help="train models under one recipe and seeds, and compare them",
                     description="Train every MODEL with the same training preset, --set overrides and seeds "
                                 "0..N-1 into one folder (resumably), then compare every pair: mean ± sample std "
-                                "over seeds, the difference with its 95%% t-interval over paired seeds, McNemar "
+                                "over seeds, the difference with its 95% t-interval over paired seeds, McNemar "
                                 "and a paired bootstrap per seed pair, the recipe check, parameters and MFLOPs, "
                                 "a forest plot, and the one sentence the numbers allow (a win only when the "
                                 "interval excludes 0). Writes OUT/report.html and OUT/report.md.",

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                                 "size, with the same seeds and stratified nested subsets; schedules follow one "
                                 "stated rule (--steps on the whole set, steps x sqrt(n / n_full) on n images). "
                                 "The runs of the largest size are then evaluated under test-time occlusion and "
-                                "translation. Writes a heat map of Δ with each cell's 95%% interval, the "
+                                "translation. Writes a heat map of Δ with each cell's 95% interval, the "
                                 "occlusion curves, report.html/report.md and regimes.json. The cost is printed "
                                 "before anything trains; the same --out resumes.",
                     examples=EXAMPLES)
