@@ -7,7 +7,9 @@ tests come from ``scipy.stats``; nothing here is a hand-rolled p-value.
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +88,16 @@ class SeedInterval:
         return self.low is not None and (self.low > 0 or self.high < 0)
 
 
+@contextmanager
+def _quiet_precision():
+    """Silence scipy's "precision loss ... nearly identical" warning: seed scores that agree to a few
+    decimals are the normal case of a small test set, and the interval computed is still right."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred in moment calculation",
+                                category=RuntimeWarning)
+        yield
+
+
 def seed_interval(a: dict[int, float], b: dict[int, float], confidence: float = CONFIDENCE) -> SeedInterval:
     """Compare two models' per-seed scores (``{seed: score}``).
 
@@ -102,7 +114,8 @@ def seed_interval(a: dict[int, float], b: dict[int, float], confidence: float = 
         diff = float(np.mean(xa - xb))
         if np.ptp(xa - xb) == 0:  # identical differences: a zero-width interval, not NaN
             return SeedInterval(len(common), True, diff, diff, diff, 0.0 if diff else 1.0, confidence)
-        res = stats.ttest_rel(xa, xb)
+        with _quiet_precision():
+            res = stats.ttest_rel(xa, xb)
         ci = res.confidence_interval(confidence)
         return SeedInterval(len(common), True, diff, float(ci.low), float(ci.high), float(res.pvalue), confidence)
     xa, xb = np.array(list(a.values()), float), np.array(list(b.values()), float)
@@ -113,7 +126,8 @@ def seed_interval(a: dict[int, float], b: dict[int, float], confidence: float = 
         return SeedInterval(1, True, float(a[seed] - b[seed]), None, None, None, confidence)
     diff = float(xa.mean() - xb.mean()) if len(xa) and len(xb) else float("nan")
     if len(xa) >= 2 and len(xb) >= 2 and (np.ptp(xa) or np.ptp(xb)):
-        res = stats.ttest_ind(xa, xb, equal_var=False)
+        with _quiet_precision():
+            res = stats.ttest_ind(xa, xb, equal_var=False)
         ci = res.confidence_interval(confidence)
         return SeedInterval(min(len(xa), len(xb)), False, diff, float(ci.low), float(ci.high),
                             float(res.pvalue), confidence)
