@@ -46,6 +46,21 @@ def cells(corruptions: Sequence[str], severities: Sequence[int]) -> list[tuple[s
     return out
 
 
+def _scorer(model, labels: np.ndarray, norm, batch_size: int) -> Callable[[np.ndarray], float]:
+    """``accuracy(images)`` of ``model`` against ``labels``: uint8 images in, top-1 accuracy out."""
+    from cnnlstm.data import to_tensor
+    from cnnlstm.measure.inference import model_device, predict_probs
+
+    device = model_device(model)
+    labels = np.asarray(labels).astype(np.int64)
+
+    def accuracy(x: np.ndarray) -> float:
+        probs = predict_probs(model, to_tensor(x, device, norm=norm), batch_size=batch_size)
+        return float((probs.argmax(1) == labels).mean())
+
+    return accuracy
+
+
 def evaluate_corrupted(model, images: np.ndarray, labels: np.ndarray, *, corruptions: Sequence[str],
                        severities: Sequence[int], seed: int, norm, batch_size: int = 1000,
                        progress: Progress | None = None) -> dict:
@@ -75,15 +90,7 @@ def evaluate_corrupted(model, images: np.ndarray, labels: np.ndarray, *, corrupt
         ``clean_accuracy``, ``accuracy`` (``{corruption: {severity key: accuracy}}``),
         ``corrupt_seconds`` and ``predict_seconds``.
     """
-    from cnnlstm.data import to_tensor
-    from cnnlstm.measure.inference import model_device, predict_probs
-
-    device = model_device(model)
-    labels = np.asarray(labels).astype(np.int64)
-
-    def accuracy(x: np.ndarray) -> float:
-        probs = predict_probs(model, to_tensor(x, device, norm=norm), batch_size=batch_size)
-        return float((probs.argmax(1) == labels).mean())
+    accuracy = _scorer(model, labels, norm, batch_size)
 
     t_predict = time.perf_counter()
     clean = accuracy(images)
@@ -201,15 +208,9 @@ def evaluate_perturbed(model, images: np.ndarray, labels: np.ndarray, *, levels:
     dict
         ``clean_accuracy`` and ``{kind: {str(level): accuracy}}`` for each kind.
     """
-    from cnnlstm.data import occlusion, to_tensor
-    from cnnlstm.measure.inference import model_device, predict_probs
+    from cnnlstm.data import occlusion
 
-    device = model_device(model)
-    labels = np.asarray(labels).astype(np.int64)
-
-    def accuracy(x: np.ndarray) -> float:
-        probs = predict_probs(model, to_tensor(x, device, norm=norm), batch_size=batch_size)
-        return float((probs.argmax(1) == labels).mean())
+    accuracy = _scorer(model, labels, norm, batch_size)
 
     clean = accuracy(images)
     out: dict = {"clean_accuracy": clean}

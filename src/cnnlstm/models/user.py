@@ -218,8 +218,8 @@ def check_model_contract(name: str, *, image_size: int = 28, in_channels: int = 
     ConfigError
         Naming the model and what it got wrong.
     """
-    where = f"model {name!r}" + (f" ({registry.get_model_entry(name).source})"
-                                 if registry.get_model_entry(name).source else "")
+    source = registry.get_model_entry(name).source
+    where = f"model {name!r}" + (f" ({source})" if source else "")
     missing = [a for a in DATA_ARGS if a not in registry.model_args(name)]
     if missing:
         raise ConfigError(f"{where}: its builder must take {', '.join(DATA_ARGS)} (the dataset sets them); "

@@ -211,8 +211,8 @@ def plan_cost(jobs: list[Job], ds: Dataset, grid: RegimeGrid) -> dict:
 
     mflops: dict[tuple, float] = {}
     total = 0.0
-    n_val = min(jobs[0].cfg.val_size, len(ds.train_labels) // 5) if jobs else 0
-    n_full = len(ds.train_labels) - n_val
+    n_full = training_split_size(ds, jobs[0].cfg.val_size) if jobs else len(ds.train_labels)
+    n_val = len(ds.train_labels) - n_full
     n_test = len(ds.test_labels)
     levels = len(grid.erase) + len(grid.shifts) - 2  # level 0 of each is the clean test set: predicted once
     for job in jobs:
@@ -367,8 +367,8 @@ class RegimeResult:
 
 
 def _cell_jobs(jobs: list[Job], cell: Cell, model: str, kind: str = "train") -> list[Job]:
-    prefix = cell.run_name(model, 0).rsplit("-s", 1)[0] + "-s"
-    return [j for j in jobs if j.kind == kind and j.name.startswith(prefix) and j.cfg.model == model]
+    """The jobs of ``model`` in ``cell``, every seed: those named as :meth:`Cell.run_name` names them."""
+    return [j for j in jobs if j.kind == kind and j.cfg.model == model and j.name == cell.run_name(model, j.cfg.seed)]
 
 
 def _seed_runs(root: Path, jobs: list[Job]) -> list[SeedRun]:
@@ -387,15 +387,13 @@ def cell_results(root: Path, grid: RegimeGrid, jobs: list[Job], ds: Dataset) -> 
 
     results = []
     for cell in grid_cells(grid):
-        groups = {cell.key(m): _seed_runs(root, _cell_jobs(jobs, cell, m)) for m in (cell.hybrid, cell.control)}
+        sides = {m: _cell_jobs(jobs, cell, m) for m in (cell.hybrid, cell.control)}
+        groups = {cell.key(m): _seed_runs(root, side) for m, side in sides.items()}
         pairs = match_pairs(groups, [(cell.key(cell.hybrid), cell.key(cell.control))])
-        sizes = []
-        for m in (cell.hybrid, cell.control):
-            job = _cell_jobs(jobs, cell, m)[0]
-            sizes.append(model_summary(m, image_size=ds.image_size, in_channels=ds.channels,
-                                       num_classes=ds.num_classes, **job.cfg.model_args))
+        sizes = [model_summary(m, image_size=ds.image_size, in_channels=ds.channels, num_classes=ds.num_classes,
+                               **side[0].cfg.model_args) for m, side in sides.items()]
         result = RegimeResult(cell, pairs[0] if pairs else None, (sizes[0]["params"], sizes[1]["params"]),
-                              (sizes[0]["mflops"], sizes[1]["mflops"]), _cell_jobs(jobs, cell, cell.hybrid)[0].cfg.epochs,
+                              (sizes[0]["mflops"], sizes[1]["mflops"]), sides[cell.hybrid][0].cfg.epochs,
                               tuple(mean_std(run.accuracy for run in runs) for runs in groups.values()))
         result.occlusion = occlusion_curves(root, jobs, cell)
         results.append(result)
