@@ -264,7 +264,8 @@ def parse_set(items: list[str]) -> dict:
     """``["lr=3e-3", "model_args.dropout=0.2", "model_args.channels=[32,64]"]`` -> nested dict.
 
     Values are parsed as YAML scalars or lists (``true``, ``1e-3``, ``[32, 64]``); anything else
-    stays a string.
+    stays a string. YAML 1.1's other booleans (``on``, ``off``, ``yes``, ``no``) stay strings:
+    ``amp=off`` names a choice, and ``true``/``false`` are the booleans.
     """
     out: dict = {}
     for item in items:
@@ -275,6 +276,8 @@ def parse_set(items: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw.strip()
         if isinstance(value, str) and _looks_like_float(value):
             value = float(value)  # YAML 1.1 reads "1e-3" as a string
         set_dotted(out, key.strip(), value, where=f"--set {item!r}")

@@ -174,6 +174,14 @@ def test_preset_and_file_precedence(tmp_path):
     assert resolve_train_config("cnn_svm").loss == "svm"  # the model's own training default
 
 
+def test_set_reads_off_as_a_choice_and_only_true_false_as_booleans():
+    from cnnlstm.config import parse_set
+
+    parsed = parse_set(["amp=off", "channels_last=true", "compile=false", "name=yes", "lr=1e-3"])
+    assert parsed == {"amp": "off", "channels_last": True, "compile": False, "name": "yes", "lr": 1e-3}
+    assert resolve_train_config("cnn_lstm", preset="fast", overrides=parse_set(["amp=off"])).amp == "off"
+
+
 def test_yaml_config_is_loaded_safely(tmp_path):
     f = tmp_path / "evil.yaml"
     f.write_text("lr: !!python/object/apply:os.system ['echo pwned']\n")
