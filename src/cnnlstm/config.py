@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -203,6 +204,25 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+class _ConfigYamlLoader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's booleans: only ``true``/``false``.
+
+    YAML 1.1 also reads ``on``, ``off``, ``yes`` and ``no`` as booleans, so ``amp: off`` (or
+    ``--set amp=off``) would reach the config as ``False`` instead of naming the choice ``"off"``.
+    """
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_ConfigYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_ConfigYamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, safe loader) or JSON config file."""
     path = Path(path)
@@ -216,7 +236,7 @@ def load_config_file(path: str | Path) -> dict:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
+            data = _load_yaml(text) or {}
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
@@ -264,8 +284,7 @@ def parse_set(items: list[str]) -> dict:
     """``["lr=3e-3", "model_args.dropout=0.2", "model_args.channels=[32,64]"]`` -> nested dict.
 
     Values are parsed as YAML scalars or lists (``true``, ``1e-3``, ``[32, 64]``); anything else
-    stays a string. YAML 1.1's other booleans (``on``, ``off``, ``yes``, ``no``) stay strings:
-    ``amp=off`` names a choice, and ``true``/``false`` are the booleans.
+    stays a string. Only ``true``/``false`` are booleans: ``amp=off`` names a choice.
     """
     out: dict = {}
     for item in items:
@@ -273,11 +292,9 @@ def parse_set(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
-            value = raw.strip()
         if isinstance(value, str) and _looks_like_float(value):
             value = float(value)  # YAML 1.1 reads "1e-3" as a string
         set_dotted(out, key.strip(), value, where=f"--set {item!r}")

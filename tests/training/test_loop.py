@@ -174,12 +174,16 @@ def test_preset_and_file_precedence(tmp_path):
     assert resolve_train_config("cnn_svm").loss == "svm"  # the model's own training default
 
 
-def test_set_reads_off_as_a_choice_and_only_true_false_as_booleans():
+def test_set_and_yaml_read_off_as_a_choice_and_only_true_false_as_booleans(tmp_path):
     from cnnlstm.config import parse_set
 
     parsed = parse_set(["amp=off", "channels_last=true", "compile=false", "name=yes", "lr=1e-3"])
     assert parsed == {"amp": "off", "channels_last": True, "compile": False, "name": "yes", "lr": 1e-3}
     assert resolve_train_config("cnn_lstm", preset="fast", overrides=parse_set(["amp=off"])).amp == "off"
+    f = tmp_path / "c.yaml"
+    f.write_text("amp: off\nchannels_last: true\n")
+    cfg = resolve_train_config("cnn_lstm", preset="fast", config_file=f)
+    assert (cfg.amp, cfg.channels_last) == ("off", True)
 
 
 def test_yaml_config_is_loaded_safely(tmp_path):
