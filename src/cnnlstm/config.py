@@ -205,10 +205,12 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 class _ConfigYamlLoader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2's booleans: only ``true``/``false``.
+    """The safe loader with YAML 1.2's booleans and floats.
 
     YAML 1.1 also reads ``on``, ``off``, ``yes`` and ``no`` as booleans, so ``amp: off`` (or
-    ``--set amp=off``) would reach the config as ``False`` instead of naming the choice ``"off"``.
+    ``--set amp=off``) would reach the config as ``False`` instead of naming the choice ``"off"``;
+    and it reads ``1e-3`` (no dot, or an unsigned exponent) as a string, so ``lr: 1e-3`` would be
+    refused as not a float.
     """
 
 
@@ -217,6 +219,9 @@ _ConfigYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _ConfigYamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_ConfigYamlLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                        re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                                        list("-+.0123456789"))
 
 
 def _load_yaml(text: str) -> Any:
@@ -295,8 +300,6 @@ def parse_set(items: list[str]) -> dict:
             value = _load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, str) and _looks_like_float(value):
-            value = float(value)  # YAML 1.1 reads "1e-3" as a string
         set_dotted(out, key.strip(), value, where=f"--set {item!r}")
     return out
 
@@ -316,14 +319,6 @@ def set_dotted(tree: dict, key: str, value: Any, where: str = "config") -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"{where}: '{part}' is not a table")
     node[leaf] = value
-
-
-def _looks_like_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return text.strip().lower() not in ("nan", "inf", "-inf", "infinity")
 
 
 # --------------------------------------------------------------------------- presets

@@ -181,9 +181,11 @@ def test_set_and_yaml_read_off_as_a_choice_and_only_true_false_as_booleans(tmp_p
     assert parsed == {"amp": "off", "channels_last": True, "compile": False, "name": "yes", "lr": 1e-3}
     assert resolve_train_config("cnn_lstm", preset="fast", overrides=parse_set(["amp=off"])).amp == "off"
     f = tmp_path / "c.yaml"
-    f.write_text("amp: off\nchannels_last: true\n")
+    f.write_text("amp: off\nchannels_last: true\nlr: 1e-3\n")
     cfg = resolve_train_config("cnn_lstm", preset="fast", config_file=f)
-    assert (cfg.amp, cfg.channels_last) == ("off", True)
+    assert (cfg.amp, cfg.channels_last, cfg.lr) == ("off", True, 1e-3)
+    assert parse_set(["lr=2E-4", "weight_decay=5.0e4", "momentum=.5e-1"]) == {
+        "lr": 2e-4, "weight_decay": 5e4, "momentum": 0.05}
 
 
 def test_yaml_config_is_loaded_safely(tmp_path):
