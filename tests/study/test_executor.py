@@ -21,6 +21,7 @@ import pytest
 
 from cnnlstm.cli import main
 from cnnlstm.config import config_to_dict
+from cnnlstm.study.executor import read_job_log
 from cnnlstm.study.reproduce import STUDY_PRESETS, plan_jobs
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra (Dask distributed) is not installed")
@@ -129,6 +130,14 @@ def test_serial_local_workers_and_a_loopback_scheduler_give_the_same_study(tiny_
         for run in RUNS:  # the analyses came back too, and no lock or scratch file travelled
             folder = outs[name] / "runs" / run
             assert (folder / "robustness.json").exists() and not list(folder.glob("*.tmp"))
+    for name, out in outs.items():  # the job log: each job once, timed where it ran
+        log_rows = read_job_log(out)
+        jobs = [r["job"] for r in log_rows]
+        assert sorted(jobs) == sorted(set(jobs)) and set(RUNS) <= set(jobs), (name, jobs)
+        assert all(r["status"] == "done" and r["seconds"] > 0 for r in log_rows), name
+        wheres = {r["where"] for r in log_rows}
+        assert all(w.startswith("this process") for w in wheres) == (name == "serial"), (name, wheres)
+        assert "Where the time went" in (out / "report.md").read_text()
 
 
 def test_a_worker_killed_mid_job_reruns_the_job_and_each_run_appears_once(tiny_data_dir, tmp_path):
@@ -189,6 +198,8 @@ def test_a_job_that_always_fails_is_named_and_the_rest_of_the_study_completes(ti
     assert set(accuracies(out)) == {"model1-s0"}
     assert (out / "runs/model1-s0/robustness.json").exists()  # its analyses ran
     assert "model1_lstm-s0" in json.loads((out / "failures.json").read_text())
+    failed_rows = [r for r in read_job_log(out) if r["status"] == "failed"]
+    assert [r["job"] for r in failed_rows] == ["model1_lstm-s0"] and failed_rows[0]["error"]
     assert "Missing from this report" in (out / "report.md").read_text()
 
 

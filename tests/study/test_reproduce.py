@@ -167,3 +167,25 @@ def test_a_study_folder_of_another_recipe_is_refused_not_reported(tiny_data_dir,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "trained with another recipe" in err[0] and "batch_size" in err[0]
     assert not (folder / "metrics.json").exists()  # nothing was trained into the stale folder
+
+
+def test_the_job_log_appends_one_row_per_job_and_skips_a_cut_last_line(tmp_path):
+    from cnnlstm.study.executor import append_job_row, read_job_log
+    from cnnlstm.study.reproduce import Job
+    from cnnlstm.study.study_report import job_time_rows, time_section
+
+    assert read_job_log(tmp_path) == [] and time_section(tmp_path) is None
+    append_job_row(tmp_path, Job("train", "model1-s0", "baseline"), 12.5, None, "this process (h pid 1)")
+    append_job_row(tmp_path, Job("train", "cnn_lstm-s0", "flagship"), 30.0, None, "w1")
+    append_job_row(tmp_path, Job("embed", "model1-s0", "embed"), 4.0, "RunError: no, really", "w2")
+    with open(tmp_path / "jobs.csv", "a") as f:
+        f.write("2026-12-02T10:00:00+00:00,model2-s0,tra")  # a driver killed mid-write
+    rows = read_job_log(tmp_path)
+    assert [(r["job"], r["status"], r["seconds"]) for r in rows] == [
+        ("model1-s0", "done", 12.5), ("cnn_lstm-s0", "done", 30.0), ("embed model1-s0", "failed", 4.0)]
+    assert rows[2]["error"] == "RunError: no, really"
+    by_kind = {r["kind"]: r for r in job_time_rows(rows)}
+    assert by_kind["train"]["done"] == 2 and by_kind["train"]["total"] == "0.7 min"
+    assert by_kind["train"]["median"] == "21.2 s" and by_kind["train"]["longest"] == "cnn_lstm-s0 (30 s)"
+    assert by_kind["embed"]["done"] == 0 and by_kind["embed"]["failed"] == 1
+    assert [r["kind"] for r in job_time_rows(rows)] == ["train", "embed"]  # most time first

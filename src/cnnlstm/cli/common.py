@@ -312,15 +312,15 @@ class StudyDisplay:
                       where.removeprefix("the queue of "), self.counts())
         self._refresh()
 
-    def end_job(self, job, seconds: float, error: str | None) -> None:
+    def end_job(self, job, seconds: float, error: str | None, where: str = "") -> None:
         from cnnlstm.study.reproduce import job_key
 
         self.running.pop(job_key(job), None)
         self.done += job.weight
         self.n_done += error is None
         self.n_failed += error is not None
-        self.log.info("%s %s in %.1f s%s%s", "FAILED" if error else "finished", job_key(job), seconds,
-                      self.counts(), self.eta())
+        self.log.info("%s %s in %.1f s%s%s%s", "FAILED" if error else "finished", job_key(job), seconds,
+                      f" on {where}" if where else "", self.counts(), self.eta())
         self._refresh()
 
     def counts(self) -> str:

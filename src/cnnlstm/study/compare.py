@@ -85,16 +85,17 @@ def run_compare(root: str | Path, ds: Dataset, jobs: list[Job], *, executor=None
     dict
         ``{"ran", "skipped", "failed": {name: error}, "report": Path, "pairs": [MatchedPair]}``.
     """
-    from cnnlstm.study.executor import JobEvents, SerialExecutor
+    from cnnlstm.study.executor import JobEvents, SerialExecutor, with_job_log
 
     root = Path(root)
     executor = executor or SerialExecutor()
+    events = with_job_log(events or JobEvents(), root)
     check_recipes(jobs, root)
     todo = [j for j in jobs if not job_done(j, root)]
     for job in jobs:
         if job not in todo:
             log.info("skipping %s (done)", job_key(job))
-    failed = executor.run(todo, root, ds, StudySettings(), events or JobEvents(), lambda job: None)
+    failed = executor.run(todo, root, ds, StudySettings(), events, lambda job: None)
     failures = root / "failures.json"
     if failed:
         write_json(failures, failed)

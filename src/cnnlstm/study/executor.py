@@ -27,11 +27,14 @@ scheduler on any other address by itself.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -57,15 +60,74 @@ RESUBMITS = 3  # times a job whose inputs died with a worker is submitted again
 class JobEvents:
     """What an executor reports as jobs start and end (the CLI's progress display listens).
 
-    ``on_start(job, where)`` and ``on_end(job, seconds, error)``: ``where`` names the process or
-    Dask worker that runs the job; ``error`` is None for a job that finished.
+    ``on_start(job, where)`` and ``on_end(job, seconds, error, where)``: ``where`` names the
+    process or Dask worker that runs (ran) the job; ``seconds`` is the job's own run time, measured
+    where it ran (for a job that failed on a cluster, the time since it was queued); ``error`` is
+    None for a job that finished.
     """
 
     on_start: Callable[[Job, str], None] = lambda job, where: None
-    on_end: Callable[[Job, float, str | None], None] = lambda job, seconds, error: None
+    on_end: Callable[[Job, float, str | None, str], None] = lambda job, seconds, error, where: None
     on_running: Callable[[dict[str, list[str]]], None] = lambda running: None  # {worker: [task keys]}
     on_step: Callable | None = None  # in-process jobs only: the epoch bar
     on_epoch: Callable | None = None
+
+
+# --------------------------------------------------------------------------- the job log
+
+#: One row per ended job, appended as it ends, in the study folder: what ran where, for how long.
+JOB_LOG = "jobs.csv"
+JOB_LOG_FIELDS = ("finished_at", "job", "kind", "status", "seconds", "where", "error")
+
+
+def with_job_log(events: JobEvents, root: Path) -> JobEvents:
+    """``events`` that also append each ended job to ``root / JOB_LOG`` before passing it on.
+
+    A resumed study appends to the same log, so a job that failed and later finished has two
+    rows; a job killed mid-way has none (its rerun's row counts only the resumed part).
+    """
+    def on_end(job: Job, seconds: float, error: str | None, where: str) -> None:
+        append_job_row(root, job, seconds, error, where)
+        events.on_end(job, seconds, error, where)
+
+    return replace(events, on_end=on_end)
+
+
+def append_job_row(root: Path, job: Job, seconds: float, error: str | None, where: str) -> None:
+    """Append one CSV row (a header first when the log is new) in a single write.
+
+    One ``write`` of one short line in append mode: a crash leaves the rows before it whole, and
+    at worst a cut last line, which :func:`read_job_log` skips.
+    """
+    from cnnlstm.study.reproduce import job_key
+
+    path = Path(root) / JOB_LOG
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if not path.exists():
+        writer.writerow(JOB_LOG_FIELDS)
+    writer.writerow([datetime.now(timezone.utc).isoformat(timespec="seconds"), job_key(job), job.kind,
+                     "failed" if error else "done", f"{seconds:.2f}", where, error or ""])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(buf.getvalue())
+
+
+def read_job_log(root: Path) -> list[dict]:
+    """The rows of ``root / JOB_LOG`` (``seconds`` as float); cut or malformed rows are skipped."""
+    path = Path(root) / JOB_LOG
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                row["seconds"] = float(row["seconds"])
+            except (TypeError, ValueError):
+                continue
+            if row.get("kind") and row.get("status") in ("done", "failed"):
+                rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- a job's files
@@ -98,7 +160,7 @@ def unpack_folder(folder: Path, files: dict[str, bytes], final: str | None = Non
 
 
 def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: StudySettings,
-                   baseline: dict | None, version: str) -> dict[str, bytes]:
+                   baseline: dict | None, version: str) -> dict:
     """What a Dask worker runs: one job in local scratch; the files it wrote or changed are returned.
 
     Parameters
@@ -114,19 +176,33 @@ def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: Stu
     version : str
         The driver's cnnlstm version; a worker with another one refuses the job, since the two
         would train different code under one study.
+
+    Returns
+    -------
+    dict
+        ``files`` (``{relative path: bytes}``), ``seconds`` (the job's run time on the worker,
+        without its time in the queue) and ``where`` (the worker's host and process).
     """
     from cnnlstm.study.reproduce import run_job
 
     if version != __version__:
         raise RunError(f"this worker has cnnlstm {__version__}, the study's driver {version}: install the same "
                        "version on every worker")
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cnnlstm-job-") as scratch:
         folder = job.folder(Path(scratch))
         unpack_folder(folder, files)
         run_job(job, folder, ds, settings, baseline=baseline)
         # Only what the job wrote or changed travels back (an embedding returns its few files, not
         # the run's checkpoints it was sent); the job's final file is always among them.
-        return {rel: data for rel, data in pack_folder(folder).items() if files.get(rel) != data}
+        changed = {rel: data for rel, data in pack_folder(folder).items() if files.get(rel) != data}
+    return {"files": changed, "seconds": time.perf_counter() - t0, "where": _this_process()}
+
+
+def _this_process() -> str:
+    import socket
+
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 # --------------------------------------------------------------------------- executors
@@ -144,8 +220,9 @@ class SerialExecutor:
         from cnnlstm.training.loop import TrainingInterrupted
 
         failures = {}
+        where = f"this process ({_this_process()})"
         for job in jobs:
-            events.on_start(job, "this process")
+            events.on_start(job, where)
             t0 = time.perf_counter()
             error = None
             try:
@@ -156,7 +233,7 @@ class SerialExecutor:
             except Exception as exc:  # noqa: BLE001 - one failed job must not stop the study
                 error = failures[job_key(job)] = one_line(exc)
                 log.error("%s failed: %s", job_key(job), error)
-            events.on_end(job, time.perf_counter() - t0, error)
+            events.on_end(job, time.perf_counter() - t0, error, where)
         return failures
 
     def close(self) -> None:
@@ -293,7 +370,7 @@ class DaskExecutor:
             for fut in pending:
                 job, t0 = futures.pop(fut)
                 try:
-                    files = fut.result()
+                    result = fut.result()
                 except Exception as exc:  # noqa: BLE001 - one failed job must not stop the study
                     if self.client.status != "running" or _scheduler_lost(exc):
                         raise
@@ -308,10 +385,10 @@ class DaskExecutor:
                         continue
                     error = failures[key] = one_line(exc)
                     log.error("%s failed on the cluster: %s", key, error)
-                    events.on_end(job, time.perf_counter() - t0, error)
+                    events.on_end(job, time.perf_counter() - t0, error, self.where)
                 else:
-                    unpack_folder(job.folder(root), files, FINAL_FILE[job.kind])
-                    events.on_end(job, time.perf_counter() - t0, None)
+                    unpack_folder(job.folder(root), result["files"], FINAL_FILE[job.kind])
+                    events.on_end(job, result["seconds"], None, result["where"])
                 events.on_running(self.running())
         except RunError:
             raise

@@ -300,11 +300,11 @@ def run_regimes(root: str | Path, ds: Dataset, grid: RegimeGrid, jobs: list[Job]
         ``ran``, ``skipped``, ``failed`` (``{job: error}``), ``seconds``, ``report`` (its path)
         ``cells`` (:class:`RegimeResult` per cell) and ``summary`` (the answer, as lines).
     """
-    from cnnlstm.study.executor import JobEvents, SerialExecutor
+    from cnnlstm.study.executor import JobEvents, SerialExecutor, with_job_log
 
     root = Path(root)
     executor = executor or SerialExecutor()
-    events = events or JobEvents()
+    events = with_job_log(events or JobEvents(), root)
     check_recipes([j for j in jobs if j.kind == "train"], root)
     settings = settings_of(grid)
     t0 = time.perf_counter()

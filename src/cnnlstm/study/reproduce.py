@@ -427,10 +427,10 @@ def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[
         ``{"jobs": [...], "ran": int, "skipped": int, "failed": {name: error}, "seconds": float}``
     """
     from cnnlstm.runs import write_json
-    from cnnlstm.study.executor import JobEvents, SerialExecutor
+    from cnnlstm.study.executor import JobEvents, SerialExecutor, with_job_log
 
     root = Path(root)
-    events = events or JobEvents()
+    events = with_job_log(events or JobEvents(), root)
     executor = executor or SerialExecutor()
     jobs = jobs if jobs is not None else plan_jobs(preset)
     settings = StudySettings.of(preset, seed=seed, n_jobs=n_jobs)

@@ -4,7 +4,7 @@ Sections, in reading order: a summary whose every claim holds at 95% (or says th
 measurable difference, or that it rests on one seed); "What the LSTM adds" (each hybrid beside
 its no-LSTM control, trained under the same recipe); the plan's Tables I and II, published vs
 measured, where a run shorter than its published recipe is marked not comparable; the ablations;
-the flagship's figures; the t-SNE comparison; the exploration.
+the flagship's figures; the t-SNE comparison; the exploration; where the time went (the job log).
 
 Numbers are aggregated over seeds as mean +- sample standard deviation, with n; intervals and
 tests come from :mod:`cnnlstm.measure.stats` (scipy.stats).
@@ -420,7 +420,45 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
                                         "make the plots comparable (Gove et al. 2022)."))
         sections.append(Section("t-SNE of raw pixels and learned features", tsne_blocks))
     sections += explore_sections(root)
+    sections += [sec for sec in [time_section(root)] if sec is not None]
     return sections
+
+
+def job_time_rows(log_rows: list[dict]) -> list[dict]:
+    """Per job kind, from the job log: jobs done, their total, median and longest time, failures.
+
+    Times are each job's own run time where it ran, so on a cluster they add up to more than the
+    study's wall time.
+    """
+    kinds: dict[str, list[dict]] = {}
+    for row in log_rows:
+        kinds.setdefault(row["kind"], []).append(row)
+    out = []
+    for kind, rows in kinds.items():
+        done = [r for r in rows if r["status"] == "done"]
+        secs = [r["seconds"] for r in done]
+        longest = max(done, key=lambda r: r["seconds"]) if done else None
+        out.append({"kind": kind, "done": len(done), "failed": len(rows) - len(done),
+                    "total": f"{sum(secs) / 60:.1f} min", "median": f"{statistics.median(secs):.1f} s" if secs else "",
+                    "longest": f"{longest['job']} ({longest['seconds']:.0f} s)" if longest else ""})
+    return sorted(out, key=lambda r: -sum(x["seconds"] for x in kinds[r["kind"]] if x["status"] == "done"))
+
+
+def time_section(root: Path) -> Section | None:
+    """Where the study's time went, by job kind, from ``jobs.csv`` (absent before any job ended)."""
+    from cnnlstm.study.executor import JOB_LOG, read_job_log
+
+    rows = read_job_log(root)
+    if not rows:
+        return None
+    where = sorted({r["where"] for r in rows if r["where"]})
+    return Section("Where the time went", [
+        Paragraph(f"Each job's own run time, measured where it ran ({len(where)} process(es) or worker(s)), "
+                  f"from `{JOB_LOG}` in the study folder; a resumed job counts only its resumed part, and on "
+                  "a cluster the times add up to more than the wall time."),
+        Table(job_time_rows(rows), [("kind", "job kind"), ("done", "jobs done"), ("failed", "failed"),
+                                    ("total", "total time"), ("median", "median time"),
+                                    ("longest", "longest job (time)")])])
 
 
 def flagship_sections(models: dict) -> list[Section]:
