@@ -590,19 +590,24 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
     if data is None:
         data = _common_dataset(common)
     jobs = _fit_jobs_to_dataset(R.plan_regimes(grid, data, common=common), data)
+    root = Path(out) if out is not None else Path("runs/regimes")
+    from cnnlstm.study.reproduce import job_done
+
+    # A resumed grid is costed by what is left of it; with nothing left there is nothing to time.
+    left = [j for j in jobs if not job_done(j, root)]
     cost = R.plan_cost(jobs, data, grid)
-    gflops = R.measure_rate(data, threads=common.get("threads", 0))
+    cost["left"] = R.plan_cost(left, data, grid)
+    gflops = R.measure_rate(data, threads=common.get("threads", 0)) if left else None
     parallel = workers or 1
-    cost.update(gflops=gflops, minutes=cost["tflop"] * 1e3 / (gflops * parallel) / 60)
-    log.info("regime grid: %d training runs and %d occlusion evaluations, %.0f TFLOP; at the %.0f GFLOP/s "
-             "of an fp32 step on this CPU for one process, about %.0f min on %d process(es) (smaller models "
-             "run below that rate, so read it as a lower bound)", cost["train_runs"], cost["occlusion_runs"],
-             cost["tflop"], gflops, cost["minutes"], parallel)
+    cost.update(gflops=gflops, minutes=cost["left"]["tflop"] * 1e3 / (gflops * parallel) / 60 if left else 0.0)
+    log.info("regime grid: %d training runs and %d occlusion evaluations, %.0f TFLOP, of which %.0f TFLOP are "
+             "left; about %.0f min on %d process(es) at the measured fp32 rate of this CPU (smaller models run "
+             "below it, so read it as a lower bound)", cost["train_runs"], cost["occlusion_runs"], cost["tflop"],
+             cost["left"]["tflop"], cost["minutes"], parallel)
     if on_plan:
         on_plan(cost)
     if dry_run:
         return {"cost": cost}
-    root = Path(out) if out is not None else Path("runs/regimes")
     executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
     try:
         summary = R.run_regimes(root, data, grid, jobs, executor=executor, events=events)

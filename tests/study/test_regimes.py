@@ -143,8 +143,13 @@ def test_a_small_grid_end_to_end(tiny_data_dir, tmp_path):
         "accuracy"]
     html = (out / "report.html").read_text()
     assert "<ul>" in html[html.index('id="summary"'):html.index('id="the-map"')]  # the summary is a list
-    again = api.regimes(**kwargs)  # resumes: nothing left to do
+    again = api.regimes(**kwargs)  # resumes: nothing left to do, nor to cost
     assert again["ran"] == 0 and again["skipped"] == 12
+    assert again["cost"]["left"]["train_runs"] == 0 and again["cost"]["gflops"] is None
+    assert again["cost"]["train_runs"] == 8 and again["cost"]["minutes"] == 0
+    (out / "runs" / "cnn_lstm-4x8-nall-s0" / "metrics.json").unlink()  # one run to redo (its occlusion.json stays)
+    left = api.regimes(dry_run=True, **kwargs)["cost"]["left"]
+    assert (left["train_runs"], left["occlusion_runs"]) == (1, 0)
 
 
 def test_a_training_subset_resumes_exactly(tiny_ds, tmp_path):

@@ -70,9 +70,16 @@ def parse_widths(text: str) -> list[tuple[int, int]]:
 
 def print_plan(cost: dict) -> None:
     """The plan's size and cost, before anything trains (printed even with --quiet)."""
-    print(f"plan: {cost['train_runs']} training runs, {cost['occlusion_runs']} occlusion evaluations, "
-          f"{cost['tflop']:.0f} TFLOP; about {cost['minutes']:.0f} min at the {cost['gflops']:.0f} GFLOP/s of an "
-          "fp32 step on this CPU per process (a lower bound)", flush=True)
+    left = cost["left"]
+    done = cost["train_runs"] + cost["occlusion_runs"] - left["train_runs"] - left["occlusion_runs"]
+    head = (f"plan: {cost['train_runs']} training runs, {cost['occlusion_runs']} occlusion evaluations, "
+            f"{cost['tflop']:.0f} TFLOP")
+    if cost["gflops"] is None:
+        print(f"{head}; all {done} done in this folder, nothing left to run (the report is written again)", flush=True)
+        return
+    already = f"; {done} already done, {left['tflop']:.0f} TFLOP left" if done else ""
+    print(f"{head}{already}; about {cost['minutes']:.0f} min at the {cost['gflops']:.0f} GFLOP/s of an fp32 step "
+          "on this CPU per process (a lower bound)", flush=True)
 
 
 def run(args) -> int:

@@ -440,11 +440,13 @@ def summary_lines(results: list[RegimeResult], n_full: int) -> list[str]:
             for level, row in levels.items():
                 d = row["delta"]
                 if float(level) != 0 and d.excludes_zero:
-                    what = f"{float(level):.0%} erased" if kind == "erase" else f"shifted {level} px"
-                    lines.append(f"under test-time occlusion ({what}), {r.cell.hybrid} "
+                    what = (f"erasing ({float(level):.0%} of the image)" if kind == "erase"
+                            else f"translation ({level} px)")
+                    lines.append(f"under test-time {what}, {r.cell.hybrid} "
                                  f"{'beats' if d.diff > 0 else 'trails'} {r.cell.control} at "
                                  f"{r.cell.size_label(n_full)} images, stem {r.cell.width_label}: "
-                                 f"{100 * d.diff:+.2f} points (95% CI {100 * d.low:+.2f} to {100 * d.high:+.2f})")
+                                 f"{100 * d.diff:+.2f} points (95% CI {100 * d.low:+.2f} to {100 * d.high:+.2f}, "
+                                 f"{d.n} {'paired ' if d.paired else ''}seeds)")
     no_interval = [f"{unpaired} cell(s) have one seed on a side, so no interval"] if unpaired else []
     if not done:
         return ["No cell has an interval yet (finished runs of at least two seeds on both sides)."] + no_interval
