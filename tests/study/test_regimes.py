@@ -141,6 +141,12 @@ def test_a_small_grid_end_to_end(tiny_data_dir, tmp_path):
     occlusion = json.loads((run / "occlusion.json").read_text())
     assert occlusion["erase"]["0.0"] == occlusion["shift"]["0"] == json.loads((run / "metrics.json").read_text())[
         "accuracy"]
+    record = json.loads((out / "regimes.json").read_text())
+    full = next(c for c in record["cells"] if c["size"] == 0)
+    assert full["occlusion"]["erase"]["0.0"]["hybrid"][0] == pytest.approx(
+        np.mean([json.loads((out / "runs" / f"cnn_lstm-4x8-nall-s{s}" / "metrics.json").read_text())["accuracy"]
+                 for s in (0, 1)]))
+    assert set(full["occlusion"]["shift"]["4"]["delta"]) >= {"diff", "low", "high", "pvalue", "n"}
     html = (out / "report.html").read_text()
     assert "<ul>" in html[html.index('id="summary"'):html.index('id="the-map"')]  # the summary is a list
     again = api.regimes(**kwargs)  # resumes: nothing left to do, nor to cost
