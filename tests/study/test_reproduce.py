@@ -89,6 +89,7 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     embedded = sorted(p.parent.name for p in out.glob("runs/*/embed.json"))
     assert len(embedded) == 2  # the best baseline and the best hybrid, picked on validation accuracy
     assert "\n- " in summary  # the claims are Markdown list items
+    assert md.count("explore/figures/duplicates.png") == 1  # the audit's figure, not again among explore's
     assert_summary_is_a_list_in_chromium(out / "report.html", tmp_path / "profile")
 
 
@@ -189,3 +190,17 @@ def test_the_job_log_appends_one_row_per_job_and_skips_a_cut_last_line(tmp_path)
     assert by_kind["train"]["median"] == "21.2 s" and by_kind["train"]["longest"] == "cnn_lstm-s0 (30 s)"
     assert by_kind["embed"]["done"] == 0 and by_kind["embed"]["failed"] == 1
     assert [r["kind"] for r in job_time_rows(rows)] == ["train", "embed"]  # most time first
+
+
+def test_single_seed_ablations_are_said_to_show_nothing_rather_than_no_change():
+    from types import SimpleNamespace
+
+    from cnnlstm.measure.stats import SeedInterval
+    from cnnlstm.study.study_report import summary_text
+
+    one = {"no_flip": SimpleNamespace(seeds=SeedInterval(1, True, 0.0038, None, None, None))}
+    lines = summary_text({}, [], one, STUDY_PRESETS["paper"])
+    assert any("one seed each, so none can show a change" in line for line in lines), lines
+    three = {"no_flip": SimpleNamespace(seeds=SeedInterval(3, True, 0.001, -0.002, 0.004, 0.5))}
+    lines = summary_text({}, [], three, STUDY_PRESETS["paper"])
+    assert any(line.startswith("No ablation changed the flagship measurably at 3 seeds") for line in lines), lines

@@ -228,8 +228,11 @@ def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, C
                          f"{c.sentence()}.")
         else:
             n = min(c.seeds.n for c in ablation_cmp.values())
-            lines.append(f"No ablation changed the flagship measurably at {n} seed{'s' * (n > 1)} "
-                         "(every 95% interval includes 0, or there is one seed).")
+            lines.append("The ablations ran at one seed each, so none can show a change of the flagship (an "
+                         "interval needs at least two seeds); their single-seed differences are in the table."
+                         if n < 2 else
+                         f"No ablation changed the flagship measurably at {n} seeds (every 95% interval "
+                         "includes 0).")
     if preset.note:
         lines.append(f"This preset ({preset.name}): {preset.note}.")
     return lines
@@ -587,5 +590,6 @@ def explore_sections(root: Path) -> list[Section]:
     figs = root / "explore" / "figures"
     if not figs.is_dir():
         return []
-    items = [Figure(p, p.stem.replace("_", " ")) for p in sorted(figs.glob("*.png"))]
+    # the duplicate pairs are the audit section's figure; shown once, there
+    items = [Figure(p, p.stem.replace("_", " ")) for p in sorted(figs.glob("*.png")) if p.stem != "duplicates"]
     return [Section("Exploring Fashion-MNIST (the plan's Fig. 2-4)", [Figures(items)])] if items else []
