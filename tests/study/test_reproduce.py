@@ -189,7 +189,8 @@ def test_the_job_log_appends_one_row_per_job_and_skips_a_cut_last_line(tmp_path)
     assert by_kind["train"]["done"] == 2 and by_kind["train"]["total"] == "0.7 min"
     assert by_kind["train"]["median"] == "21.2 s" and by_kind["train"]["longest"] == "cnn_lstm-s0 (30 s)"
     assert by_kind["embed"]["done"] == 0 and by_kind["embed"]["failed"] == 1
-    assert [r["kind"] for r in job_time_rows(rows)] == ["train", "embed"]  # most time first
+    append_job_row(tmp_path, Job("explore", "explore", "explore"), 1.0, None, "w1")
+    assert [r["kind"] for r in job_time_rows(read_job_log(tmp_path))] == ["explore", "train", "embed"]  # run order
 
 
 def test_single_seed_ablations_are_said_to_show_nothing_rather_than_no_change():
@@ -204,3 +205,32 @@ def test_single_seed_ablations_are_said_to_show_nothing_rather_than_no_change():
     three = {"no_flip": SimpleNamespace(seeds=SeedInterval(3, True, 0.001, -0.002, 0.004, 0.5))}
     lines = summary_text({}, [], three, STUDY_PRESETS["paper"])
     assert any(line.startswith("No ablation changed the flagship measurably at 3 seeds") for line in lines), lines
+
+
+def test_a_cluster_starts_the_costliest_jobs_first():
+    from types import SimpleNamespace
+
+    from cnnlstm.study.executor import DaskExecutor, job_priority
+    from cnnlstm.study.reproduce import StudySettings, train_weight
+
+    jobs = plan_jobs(STUDY_PRESETS["paper"], seeds=1)
+    weights = {j.name: j.weight for j in jobs}
+    ranked = sorted(weights, key=weights.get, reverse=True)
+    assert ranked[:2] == ["tf_cnn-s0", "cnn_svm-s0"]  # the 36- and 23-epoch references: the long poles
+    assert weights["cnn_lstm-s0"] == pytest.approx(7.0, rel=1e-2)  # the unit: an epoch of the fast flagship
+    assert weights["model1-s0"] < weights["cnn_twin-s0"] < weights["cnn_lstm-s0"] < weights["ji_cnn_lstm-s0"]
+    flagship = next(j for j in jobs if j.name == "cnn_lstm-s0").cfg
+    from dataclasses import replace
+
+    assert train_weight(replace(flagship, train_size=5_500)) == pytest.approx(0.7, rel=1e-2)  # a tenth of the images
+
+    submitted = []
+    client = SimpleNamespace(submit=lambda *a, **kw: submitted.append(kw) or object(),
+                             scatter=lambda *a, **kw: "dataset")
+    executor = DaskExecutor(client)
+    for job in jobs:
+        executor._submit(job, Path("/nonexistent-study"), "dataset", StudySettings(), lambda job: None)
+    priorities = {kw["key"].rsplit("-", 1)[0]: kw["priority"] for kw in submitted}
+    assert priorities["tf_cnn-s0"] == job_priority(jobs[[j.name for j in jobs].index("tf_cnn-s0")])
+    assert max(priorities, key=priorities.get) == "tf_cnn-s0"
+    assert min(priorities, key=priorities.get) == "model1-s0"

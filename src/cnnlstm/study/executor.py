@@ -97,20 +97,28 @@ def append_job_row(root: Path, job: Job, seconds: float, error: str | None, wher
     """Append one CSV row (a header first when the log is new) in a single write.
 
     One ``write`` of one short line in append mode: a crash leaves the rows before it whole, and
-    at worst a cut last line, which :func:`read_job_log` skips.
+    at worst a cut last line, which :func:`read_job_log` skips and the next row does not join.
     """
     from cnnlstm.study.reproduce import job_key
 
     path = Path(root) / JOB_LOG
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    if not path.exists():
+    if not path.exists() or path.stat().st_size == 0:
         writer.writerow(JOB_LOG_FIELDS)
+    elif _last_byte(path) != b"\n":
+        buf.write("\n")  # a line cut by a crash stays a line of its own, not the start of this one
     writer.writerow([datetime.now(timezone.utc).isoformat(timespec="seconds"), job_key(job), job.kind,
                      "failed" if error else "done", f"{seconds:.2f}", where, error or ""])
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(buf.getvalue())
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def read_job_log(root: Path) -> list[dict]:
@@ -403,9 +411,11 @@ class DaskExecutor:
         from cnnlstm.study.reproduce import job_key
 
         resources = {"GPU": self.gpu_per_job} if self.gpu_per_job else None
+        # The costliest jobs first (Dask runs higher priorities first): a 36-epoch reference that
+        # started last would hold the whole study up while the other workers sat idle.
         return self.client.submit(run_remote_job, job, pack_folder(job.folder(root)), self._dataset(ds), settings,
                                   baselines(job), __version__, key=f"{job_key(job)}-{os.urandom(4).hex()}",
-                                  resources=resources, pure=False, retries=0)
+                                  resources=resources, pure=False, retries=0, priority=job_priority(job))
 
     def running(self) -> dict[str, list[str]]:
         """Which worker executes which task now (``{worker address: [task keys]}``).
@@ -425,6 +435,11 @@ class DaskExecutor:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def job_priority(job: Job) -> int:
+    """A job's Dask priority: its estimated cost (``Job.weight``), so the longest jobs start first."""
+    return int(round(job.weight * 100))
 
 
 def _scheduler_lost(exc: BaseException | None) -> bool:

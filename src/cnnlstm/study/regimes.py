@@ -48,7 +48,7 @@ from cnnlstm.measure.stats import mean_std, seed_interval
 from cnnlstm.reporting.compare import MatchedPair, SeedRun, comparison_cells, match_pairs
 from cnnlstm.reporting.page import BulletList, Figure, Paragraph, Section, Table, write_report
 from cnnlstm.runs import read_json, run_lock, write_json
-from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key
+from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key, train_weight
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def plan_regimes(grid: RegimeGrid, ds: Dataset, *, common: dict | None = None) -
                 cfg = resolve_train_config(model, preset=grid.preset, overrides=overrides)
                 cfg = replace(cfg, epochs=regime_epochs(n, n_full, cfg.batch_size, grid.steps_full))
                 name = cell.run_name(model, seed)
-                train.append(Job("train", name, "regime", cfg, label=cell.key(model), weight=cfg.epochs * n / n_full))
+                train.append(Job("train", name, "regime", cfg, label=cell.key(model), weight=train_weight(cfg, n_full)))
                 if cell.size == largest:
                     occlusion.append(Job("occlusion", name, "regime", cfg, label=cell.key(model), weight=0.1))
     return train + occlusion

@@ -11,9 +11,11 @@ Which run is "best" is decided on validation accuracy, never on test accuracy.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -126,13 +128,45 @@ class Job:
     group: str  # "explore", "baseline", "reference", "hybrid", "flagship", "ablation", "embed"
     cfg: TrainConfig | None = None
     label: str = ""  # what the report calls it (e.g. the ablation's description)
-    weight: float = 1.0  # relative cost, for the overall ETA
+    weight: float = 1.0  # estimated cost in flagship-epoch equivalents: the ETA, and the order a cluster starts jobs in
 
     def folder(self, root: Path) -> Path:
         """``explore/``, ``runs/<model>-s<seed>/`` (embeddings go into their run) or ``ablations/<name>-s<seed>/``."""
         if self.kind == "explore":
             return root / "explore"
         return root / ("ablations" if self.group == "ablation" else "runs") / self.name
+
+
+#: Forward MFLOPs per image added to a model's own for the per-image work every step does besides
+#: the network (augmentation, the loss, the optimizer's step, validation): small models are not free.
+IMAGE_OVERHEAD_MFLOPS = 1.0
+#: The flagship's forward MFLOPs at the fast recipe's stem (24, 48), the unit of :func:`train_weight`.
+FLAGSHIP_MFLOPS = 7.27
+
+
+@lru_cache(maxsize=None)
+def _mflops(model: str, model_args: str) -> float | None:
+    from cnnlstm.models import model_summary
+
+    try:
+        return float(model_summary(model, **json.loads(model_args))["mflops"])
+    except Exception:  # noqa: BLE001 - a cost estimate must never stop a study; the caller falls back
+        log.debug("no FLOP count for %s %s; its job is weighted by epochs alone", model, model_args)
+        return None
+
+
+def train_weight(cfg: TrainConfig, n_full: int = 55_000) -> float:
+    """A training job's estimated cost, in epochs of the fast flagship on ``n_full`` images.
+
+    ``epochs x (MFLOPs + overhead) / (flagship's) x images / n_full``, from the model's forward
+    FLOPs at 28x28: a relative cost, not a time. It orders a cluster's jobs longest first (so that
+    a 36-epoch reference does not start last and hold up the study) and weighs the ETA. A model
+    whose FLOPs cannot be counted is weighed by its epochs alone.
+    """
+    mflops = _mflops(cfg.model, json.dumps(cfg.model_args, sort_keys=True)) if not cfg.model_file else None
+    per_image = 1.0 if mflops is None else (mflops + IMAGE_OVERHEAD_MFLOPS) / (FLAGSHIP_MFLOPS + IMAGE_OVERHEAD_MFLOPS)
+    images = cfg.train_size or cfg.limit_train or n_full
+    return cfg.epochs * per_image * min(1.0, images / n_full)
 
 
 def study_preset(name: str) -> StudyPreset:
@@ -209,11 +243,11 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
             n_seeds = seeds or preset.seeds_of(model) or (1 if models is not None else 0)
             for seed in range(n_seeds):
                 cfg = model_config(model, preset, seed, common)
-                jobs.append(Job("train", f"{model}-s{seed}", group, cfg, label=model, weight=cfg.epochs))
+                jobs.append(Job("train", f"{model}-s{seed}", group, cfg, label=model, weight=train_weight(cfg)))
     for model, model_file in user_models:
         for seed in range(seeds or preset.seeds_of(FLAGSHIP)):
             cfg = user_model_config(model, model_file, preset, seed, common)
-            jobs.append(Job("train", f"{model}-s{seed}", USER_GROUP, cfg, label=model, weight=cfg.epochs))
+            jobs.append(Job("train", f"{model}-s{seed}", USER_GROUP, cfg, label=model, weight=train_weight(cfg)))
     run_ablations = preset.ablations if ablations is None else bool(ablations)
     if run_ablations and (models is None or FLAGSHIP in models):
         for name, (label, changes) in ABLATIONS.items():
@@ -221,7 +255,7 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
                 continue
             for seed in range(seeds or preset.seeds):
                 cfg = ablation_config(model_config(FLAGSHIP, preset, seed, common), changes)
-                jobs.append(Job("train", f"{name}-s{seed}", "ablation", cfg, label=label, weight=cfg.epochs))
+                jobs.append(Job("train", f"{name}-s{seed}", "ablation", cfg, label=label, weight=train_weight(cfg)))
     return jobs
 
 

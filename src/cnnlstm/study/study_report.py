@@ -428,7 +428,7 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
 
 
 def job_time_rows(log_rows: list[dict]) -> list[dict]:
-    """Per job kind, from the job log: jobs done, their total, median and longest time, failures.
+    """Per job kind, in the order a study runs them: jobs done, their total, median and longest time, failures.
 
     Times are each job's own run time where it ran, so on a cluster they add up to more than the
     study's wall time.
@@ -444,7 +444,8 @@ def job_time_rows(log_rows: list[dict]) -> list[dict]:
         out.append({"kind": kind, "done": len(done), "failed": len(rows) - len(done),
                     "total": f"{sum(secs) / 60:.1f} min", "median": f"{statistics.median(secs):.1f} s" if secs else "",
                     "longest": f"{longest['job']} ({longest['seconds']:.0f} s)" if longest else ""})
-    return sorted(out, key=lambda r: -sum(x["seconds"] for x in kinds[r["kind"]] if x["status"] == "done"))
+    order = ["explore", "train", "embed", "robustness", "explain", "occlusion"]  # as a study runs them
+    return sorted(out, key=lambda r: (order.index(r["kind"]) if r["kind"] in order else len(order), r["kind"]))
 
 
 def time_section(root: Path) -> Section | None:
