@@ -234,3 +234,14 @@ def test_a_cluster_starts_the_costliest_jobs_first():
     assert priorities["tf_cnn-s0"] == job_priority(jobs[[j.name for j in jobs].index("tf_cnn-s0")])
     assert max(priorities, key=priorities.get) == "tf_cnn-s0"
     assert min(priorities, key=priorities.get) == "model1-s0"
+
+
+def test_a_job_log_that_cannot_be_written_does_not_stop_the_study(tmp_path, caplog):
+    from cnnlstm.study.executor import JOB_LOG, JobEvents, with_job_log
+    from cnnlstm.study.reproduce import Job
+
+    (tmp_path / JOB_LOG).mkdir()  # opening it to append fails, as on a full or read-only disk
+    ended = []
+    events = with_job_log(JobEvents(on_end=lambda job, s, e, w: ended.append(job.name)), tmp_path)
+    events.on_end(Job("train", "model1-s0", "baseline"), 1.0, None, "here")
+    assert ended == ["model1-s0"] and "could not log model1-s0" in caplog.text

@@ -87,7 +87,10 @@ def with_job_log(events: JobEvents, root: Path) -> JobEvents:
     rows; a job killed mid-way has none (its rerun's row counts only the resumed part).
     """
     def on_end(job: Job, seconds: float, error: str | None, where: str) -> None:
-        append_job_row(root, job, seconds, error, where)
+        try:
+            append_job_row(root, job, seconds, error, where)
+        except OSError as exc:  # a full disk: the job's own files are written; its log row is a nicety
+            log.warning("could not log %s in %s: %s", job.name, root / JOB_LOG, exc)
         events.on_end(job, seconds, error, where)
 
     return replace(events, on_end=on_end)
