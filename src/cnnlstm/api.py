@@ -591,10 +591,8 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
         data = _common_dataset(common)
     jobs = _fit_jobs_to_dataset(R.plan_regimes(grid, data, common=common), data)
     root = Path(out) if out is not None else Path("runs/regimes")
-    from cnnlstm.study.reproduce import job_done
-
     # A resumed grid is costed by what is left of it; with nothing left there is nothing to time.
-    left = [j for j in jobs if not job_done(j, root)]
+    left = [j for j in jobs if not R.job_done(j, root)]
     cost = R.plan_cost(jobs, data, grid)
     cost["left"] = R.plan_cost(left, data, grid)
     gflops = R.measure_rate(data, threads=common.get("threads", 0)) if left else None

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from cnnlstm.config import resolve_train_config
@@ -421,15 +421,10 @@ def occlusion_curves(root: Path, jobs: list[Job], cell: Cell) -> dict:
     return out
 
 
-def _interval_record(s) -> dict:
-    """A :class:`~cnnlstm.measure.stats.SeedInterval` as ``regimes.json`` keeps it (fractions, not points)."""
-    return {"diff": s.diff, "low": s.low, "high": s.high, "pvalue": s.pvalue, "n": s.n, "paired": s.paired}
-
-
 def _occlusion_record(curves: dict) -> dict:
     """:func:`occlusion_curves` as JSON: ``{kind: {level: {hybrid: [mean, std], control: ..., delta: {...}}}}``."""
     return {kind: {level: {"hybrid": list(row["hybrid"]), "control": list(row["control"]),
-                           "delta": _interval_record(row["delta"])} for level, row in levels.items()}
+                           "delta": asdict(row["delta"])} for level, row in levels.items()}
             for kind, levels in curves.items()}
 
 
@@ -591,7 +586,7 @@ def write_regime_report(root: str | Path, grid: RegimeGrid, jobs: list[Job], ds:
         "cells": [{"hybrid": r.cell.hybrid, "control": r.cell.control, "size": r.cell.size,
                    "width": None if r.cell.width is None else list(r.cell.width), "epochs": r.epochs,
                    "verdict": r.verdict(),
-                   **({} if r.pair is None else _interval_record(r.pair.comparison.seeds)),
+                   **({} if r.pair is None else asdict(r.pair.comparison.seeds)),
                    **({"occlusion": _occlusion_record(r.occlusion)} if r.occlusion else {})} for r in results]})
     out = root / "report.html"
     write_report(out, "cnnlstm regime study: where, if anywhere, the LSTM helps", sections)

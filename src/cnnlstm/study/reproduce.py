@@ -140,8 +140,13 @@ class Job:
 #: Forward MFLOPs per image added to a model's own for the per-image work every step does besides
 #: the network (augmentation, the loss, the optimizer's step, validation): small models are not free.
 IMAGE_OVERHEAD_MFLOPS = 1.0
-#: The flagship's forward MFLOPs at the fast recipe's stem (24, 48), the unit of :func:`train_weight`.
-FLAGSHIP_MFLOPS = 7.27
+
+
+@lru_cache(maxsize=1)
+def _flagship_mflops() -> float:
+    """The unit of :func:`train_weight`: the flagship's forward MFLOPs under its ``fast`` preset."""
+    flagship = resolve_train_config(FLAGSHIP, preset="fast")
+    return _mflops(FLAGSHIP, json.dumps(flagship.model_args, sort_keys=True)) or 1.0
 
 
 @lru_cache(maxsize=None)
@@ -164,7 +169,7 @@ def train_weight(cfg: TrainConfig, n_full: int = 55_000) -> float:
     whose FLOPs cannot be counted is weighed by its epochs alone.
     """
     mflops = _mflops(cfg.model, json.dumps(cfg.model_args, sort_keys=True)) if not cfg.model_file else None
-    per_image = 1.0 if mflops is None else (mflops + IMAGE_OVERHEAD_MFLOPS) / (FLAGSHIP_MFLOPS + IMAGE_OVERHEAD_MFLOPS)
+    per_image = 1.0 if mflops is None else (mflops + IMAGE_OVERHEAD_MFLOPS) / (_flagship_mflops() + IMAGE_OVERHEAD_MFLOPS)
     images = cfg.train_size or cfg.limit_train or n_full
     return cfg.epochs * per_image * min(1.0, images / n_full)
 
