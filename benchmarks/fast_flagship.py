@@ -16,7 +16,11 @@ fp32 on a CPU with native bf16, and a recipe lever (``--set epochs=5``) is judge
 92% *validation*, never by its test figure. The summary prints the median time to 92% validation
 and the precision the runs trained in.
 
-Run: ``python benchmarks/fast_flagship.py [--seeds 3] [--threads 2] [--set amp=off] [--control] [--keep DIR]``
+``--model NAME [--model-file FILE]`` times another model under the same recipe, e.g. the cheaper
+stems of ``benchmarks/lever_models.py``.
+
+Run: ``python benchmarks/fast_flagship.py [--seeds 3] [--threads 2] [--set amp=off] [--control] [--keep DIR]
+[--model NAME --model-file FILE]``
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ def reference_seconds(threads: int, images: int = 20000) -> float:
     return images / rate
 
 
-def train(model: str, seed: int, threads: int, out: Path, sets: list[str]) -> dict:
+def train(model: str, seed: int, threads: int, out: Path, sets: list[str], model_file: Path | None = None) -> dict:
     """One run of the fast recipe as a separate process; its figures from the run folder."""
     cmd = [sys.executable, "-m", "cnnlstm", "train", model, "--preset", "fast", "--seed", str(seed),
            "--threads", str(threads), "--out", str(out), "--quiet"]
+    if model_file is not None:
+        cmd += ["--model-file", str(model_file)]
     for item in sets:
         cmd += ["--set", item]
     t0 = time.perf_counter()
@@ -81,6 +87,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--control", action="store_true", help="also train the no-LSTM twin per seed")
+    p.add_argument("--model", default="cnn_lstm", help="the model to time (default the flagship, cnn_lstm)")
+    p.add_argument("--model-file", type=Path, default=None,
+                   help="a .py file registering --model, e.g. benchmarks/lever_models.py")
     p.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value for every run (repeatable), e.g. amp=off or epochs=5")
@@ -90,19 +99,20 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="fast-flagship-"))
     results = []
     for seed in range(args.seeds):
-        for model in ("cnn_lstm", "cnn_twin") if args.control else ("cnn_lstm",):
-            r = train(model, seed, args.threads, root / f"{model}-s{seed}", args.sets)
+        for model in (args.model, "cnn_twin") if args.control else (args.model,):
+            r = train(model, seed, args.threads, root / f"{model}-s{seed}", args.sets,
+                      args.model_file if model == args.model else None)
             results.append(r)
             print(json.dumps(r), flush=True)
     ref_after = reference_seconds(args.threads)
 
-    flag = [r for r in results if r["model"] == "cnn_lstm"]
+    flag = [r for r in results if r["model"] == args.model]
     acc_m, acc_s = mean_std(r["test_acc"] for r in flag)
     secs = [r["train_s"] for r in flag]
     per_epoch = statistics.median(s for r in flag for s in r["epoch_s"])
     print(f"\nreference workload (Model I, tutorial loop, 20,000 images): {ref_before:.1f} s before, "
           f"{ref_after:.1f} s after")
-    print(f"cnn_lstm --preset fast, {len(flag)} seeds: test {100 * acc_m:.2f} ± {100 * (acc_s or 0):.2f}% "
+    print(f"{args.model} --preset fast, {len(flag)} seeds: test {100 * acc_m:.2f} ± {100 * (acc_s or 0):.2f}% "
           f"(target >= {100 * TARGET_ACC:.1f}%: {'met' if acc_m >= TARGET_ACC else 'NOT met'}); training "
           f"{statistics.median(secs):.1f} s median ({min(secs):.1f}-{max(secs):.1f}; target <= {TARGET_S:.0f} s: "
           f"{'met' if max(secs) <= TARGET_S else 'NOT met'}); {per_epoch:.1f} s per epoch (median); "
@@ -122,7 +132,7 @@ def main() -> None:
               f"first epoch >= 92% val: {'none' if first is None else f'{first[0]} at {first[1]:.1f} s'}")
     if args.control:
         twin = {r["seed"]: r["test_acc"] for r in results if r["model"] == "cnn_twin"}
-        print(compare("cnn_lstm", "cnn_twin", {r["seed"]: r["test_acc"] for r in flag}, twin).sentence())
+        print(compare(args.model, "cnn_twin", {r["seed"]: r["test_acc"] for r in flag}, twin).sentence())
 
 
 if __name__ == "__main__":
