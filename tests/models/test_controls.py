@@ -9,10 +9,11 @@ from cnnlstm.models import create_model, model_summary
 from cnnlstm.models.controls import matched_hidden
 
 
+@pytest.mark.parametrize("first_stride", [1, 2])
 @pytest.mark.parametrize("channels", [(32, 64), (24, 48), (16, 32)])
-def test_twin_matches_the_flagships_parameters_within_one_percent(channels):
-    lstm = create_model("cnn_lstm", channels=channels)
-    twin = create_model("cnn_twin", channels=channels)
+def test_twin_matches_the_flagships_parameters_within_one_percent(channels, first_stride):
+    lstm = create_model("cnn_lstm", channels=channels, first_stride=first_stride)
+    twin = create_model("cnn_twin", channels=channels, first_stride=first_stride)
     p_lstm = sum(p.numel() for p in lstm.parameters())
     p_twin = sum(p.numel() for p in twin.parameters())
     assert abs(p_twin - p_lstm) / p_lstm < 0.01
@@ -50,3 +51,13 @@ def test_bad_twin_width_is_a_config_error():
 
     with pytest.raises(ConfigError):
         create_model("cnn_twin", hidden=-3)
+
+
+def test_the_fast_preset_gives_the_flagship_and_its_controls_one_stem():
+    """A matched comparison needs the same stem on both sides: the preset must not drift apart."""
+    from cnnlstm.config import resolve_train_config
+
+    args = {m: resolve_train_config(m, preset="fast").model_args for m in ("cnn_lstm", "cnn_twin", "cnn_gap")}
+    assert args["cnn_lstm"] == args["cnn_twin"] == args["cnn_gap"]
+    stems = [create_model(m, **a).stem for m, a in args.items()]
+    assert all(str(stem) == str(stems[0]) for stem in stems)

@@ -135,6 +135,26 @@ def test_stem_depth_stacks_convolutions_in_each_flagship_block(name: str) -> Non
 def test_stem_depth_is_the_flagship_stems_alone(name: str) -> None:
     with pytest.raises(ConfigError, match="stem_depth 2"):
         create_model(name, stem_depth=2)
+    with pytest.raises(ConfigError, match="first_stride 2"):
+        create_model(name, first_stride=2)
+
+
+@pytest.mark.parametrize("name", ["cnn_lstm", "cnn_twin", "cnn_gap"])
+def test_first_stride_downsamples_the_first_block_by_a_strided_conv(name: str) -> None:
+    pooled, strided = create_model(name), create_model(name, first_stride=2)
+    convs = [m for m in strided.stem.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2), (1, 1)]
+    assert sum(isinstance(m, nn.MaxPool2d) for m in strided.stem.modules()) == 1  # the second block's
+    assert strided.stem(_images(2)).shape == pooled.stem(_images(2)).shape == (2, 64, 7, 7)
+    assert strided(_images(2)).shape == (2, 10)
+    # the same parameters (hence a matched twin), fewer FLOPs: no full-resolution output map
+    assert [p.shape for p in strided.parameters()] == [p.shape for p in pooled.parameters()]
+    assert model_summary(name, first_stride=2)["mflops"] < model_summary(name)["mflops"]
+    with pytest.raises(ConfigError, match="first_stride 3"):
+        create_model(name, first_stride=3)
+    deep = create_model(name, first_stride=2, stem_depth=2)  # the stride is in the first block's last conv
+    assert [c.stride[0] for c in deep.stem.modules() if isinstance(c, nn.Conv2d)] == [1, 2, 1, 1]
+    assert deep.stem(_images(2)).shape == (2, 64, 7, 7)
 
 
 @pytest.mark.parametrize(

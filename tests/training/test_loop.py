@@ -41,10 +41,13 @@ def test_same_seed_same_history_and_weights(tiny_ds, tmp_path):
     assert strip(read_history(tmp_path / "c/history.csv")) != strip(ha)
 
 
-@pytest.mark.parametrize("model", ["model1", "ji_cnn_lstm"])
-def test_kill_after_epoch_then_resume_is_bit_identical(tiny_ds, tmp_path, model):
+@pytest.mark.parametrize("model, model_args", [
+    ("model1", {}), ("ji_cnn_lstm", {}),
+    ("cnn_lstm", {"channels": [8, 16], "first_stride": 2, "lstm_hidden": 8}),  # the fast preset's stride-2 stem
+])
+def test_kill_after_epoch_then_resume_is_bit_identical(tiny_ds, tmp_path, model, model_args):
     """A run that dies right after epoch 1's checkpoint, resumed, equals one never interrupted."""
-    cfg = tiny_cfg(model=model, flip_h=0.5, erase=0.3, model_args={"dropout": 0.2})
+    cfg = tiny_cfg(model=model, flip_h=0.5, erase=0.3, model_args={"dropout": 0.2, **model_args})
     train_run(cfg, tmp_path / "full", tiny_ds, evaluate=False)
 
     with pytest.raises(Stop):

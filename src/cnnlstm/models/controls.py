@@ -72,13 +72,16 @@ class TwinClassifier(ImageClassifier):
     has the flagship's parameters to within 0.2% but fewer FLOPs, because a dense layer reads
     each weight once per image where the LSTM reads its recurrent weights once per step
     (``cnnlstm models`` prints both). Features are the hidden FC layer's output after ReLU and
-    dropout, ``feature_dim = hidden``.
+    dropout, ``feature_dim = hidden``. ``channels``, ``stem_depth`` and ``first_stride`` build the
+    stem as :func:`~cnnlstm.models.hybrid.flagship_stem` does, so a preset gives the twin the
+    flagship's stem by giving both the same values.
     """
 
     def __init__(self, *, num_classes: int = 10, image_size: int = 28, in_channels: int = 1,
                  channels: tuple[int, ...] = (32, 64),
-                 stem_depth: int = 1, hidden: int = 0, batch_norm: bool = True, dropout: float = 0.1) -> None:
-        stem = flagship_stem(channels, batch_norm, stem_depth, in_channels)
+                 stem_depth: int = 1, first_stride: int = 1, hidden: int = 0, batch_norm: bool = True,
+                 dropout: float = 0.1) -> None:
+        stem = flagship_stem(channels, batch_norm, stem_depth, in_channels, first_stride)
         fmap = conv_output_shape(stem, image_size)
         if hidden == 0:
             hidden = matched_hidden(fmap, num_classes)
@@ -102,8 +105,8 @@ class GAPClassifier(ImageClassifier):
 
     def __init__(self, *, num_classes: int = 10, image_size: int = 28, in_channels: int = 1,
                  channels: tuple[int, ...] = (32, 64),
-                 stem_depth: int = 1, batch_norm: bool = True, dropout: float = 0.1) -> None:
-        stem = flagship_stem(channels, batch_norm, stem_depth, in_channels)
+                 stem_depth: int = 1, first_stride: int = 1, batch_norm: bool = True, dropout: float = 0.1) -> None:
+        stem = flagship_stem(channels, batch_norm, stem_depth, in_channels, first_stride)
         n_channels, _, _ = conv_output_shape(stem, image_size)
         super().__init__(num_classes, n_channels)
         self.stem = stem

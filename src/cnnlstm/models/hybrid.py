@@ -126,6 +126,9 @@ class ConvLSTMClassifier(ImageClassifier):
     stem_depth : int
         Convolutions per block of the ``flagship`` stem (see :func:`flagship_stem`); 1 for the
         others.
+    first_stride : {1, 2}
+        2: the ``flagship`` stem's first block downsamples with a stride-2 convolution instead of
+        a max-pool (see :func:`flagship_stem`); 1 for the others.
     num_classes, image_size, in_channels : int
         Output logits; side of the square input image; its channels (1 grey, 3 RGB).
     seq_axis : {"rows", "cols", "spatial"}
@@ -144,6 +147,7 @@ class ConvLSTMClassifier(ImageClassifier):
         stem: str = "baseline",
         channels: tuple[int, ...] = (8, 32),
         stem_depth: int = 1,
+        first_stride: int = 1,
         num_classes: int = 10,
         image_size: int = 28,
         in_channels: int = 1,
@@ -155,7 +159,8 @@ class ConvLSTMClassifier(ImageClassifier):
         batch_norm: bool = False,
         dropout: float = 0.0,
     ) -> None:
-        conv = STEMS[check_choice("stem", stem, tuple(STEMS))](channels, batch_norm, stem_depth, in_channels)
+        build_stem = STEMS[check_choice("stem", stem, tuple(STEMS))]
+        conv = build_stem(channels, batch_norm, stem_depth, in_channels, first_stride)
         check_choice("seq_axis", seq_axis, SEQ_AXES)
         dropout = check_dropout(dropout)
         steps, step_features = sequence_shape(conv_output_shape(conv, image_size), seq_axis)
@@ -231,9 +236,10 @@ class ParallelCNNLSTM(ImageClassifier):
         return self.dropout(torch.cat([cnn, rnn], dim=1))
 
 
-def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1) -> nn.Sequential:
+def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1,
+                  first_stride: int = 1) -> nn.Sequential:
     """Table II's conv layers: Conv(1,c1,5) ReLU Pool2 Conv(c1,c2,5) ReLU Pool2 (28 -> 4x4)."""
-    check_single_depth("baseline", depth)
+    check_paper_stem("baseline", depth, first_stride)
     c1, c2 = check_pair("channels", channels)
     return nn.Sequential(
         conv_block(check_positive("in_channels", in_channels), c1, 5, batch_norm=batch_norm),
@@ -241,14 +247,15 @@ def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, i
     )
 
 
-def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1) -> nn.Sequential:
+def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1,
+            first_stride: int = 1) -> nn.Sequential:
     """Ji (2022)'s convolutions, as we wire them: Conv(1,c1,3) ReLU Pool2 Conv(c1,c2,5) ReLU.
 
     The paper lists the layers (Conv 3x3x20, MaxPool 2x2, Conv 5x5x20, LSTM + FC + softmax,
     maximum-likelihood training) but publishes no wiring; ours, an assumption: 28 -> 26 -> 13
     -> 9, no pooling after the second convolution, padding 0, stride 1.
     """
-    check_single_depth("ji", depth)
+    check_paper_stem("ji", depth, first_stride)
     c1, c2 = check_pair("channels", channels)
     return nn.Sequential(
         conv_block(check_positive("in_channels", in_channels), c1, 3, batch_norm=batch_norm, pool=True),
@@ -256,30 +263,41 @@ def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_chan
     )
 
 
-def check_single_depth(stem: str, depth: int) -> None:
-    """The paper's stems have one convolution per block: ``stem_depth`` is the flagship's alone."""
+def check_paper_stem(stem: str, depth: int, first_stride: int) -> None:
+    """The paper's stems are fixed: ``stem_depth`` and ``first_stride`` are the flagship's alone."""
     if depth != 1:
         raise ConfigError(f"invalid stem_depth {depth} for the {stem} stem; valid: 1 "
                           "(only the flagship stem stacks convolutions)")
+    if first_stride != 1:
+        raise ConfigError(f"invalid first_stride {first_stride} for the {stem} stem; valid: 1 "
+                          "(only the flagship stem downsamples by a strided convolution)")
 
 
-def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1) -> nn.Sequential:
-    """One block per entry of ``channels``: ``depth`` Conv3x3 (same), the last one pooled.
+def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1,
+                  first_stride: int = 1) -> nn.Sequential:
+    """One block per entry of ``channels``: ``depth`` Conv3x3 (same), the last one downsampling by 2.
 
     A block is ``(depth - 1) x [Conv3x3 -> [BatchNorm] -> ReLU]`` at full resolution, then
     Conv3x3 -> MaxPool2 -> [BatchNorm] -> ReLU. Pooling before BatchNorm and ReLU gives the same
     function class as the usual order (ReLU and max commute; BN is per-channel affine) but runs BN
     and ReLU on a quarter of the pixels, which measured about 20% faster per CPU training step.
-    Two blocks take 28x28 to (C, 7, 7) at any depth. ``depth = 1`` (the CPU flagship) keeps the
-    layer indices, hence the checkpoints, of the stem before the option existed; ``depth = 2``
-    is a VGG-style stem for a GPU's spare compute.
+    Two blocks take 28x28 to (C, 7, 7) at any depth. ``depth = 1`` keeps the layer indices, hence
+    the checkpoints, of the stem before the option existed; ``depth = 2`` is a VGG-style stem for
+    a GPU's spare compute.
+
+    ``first_stride = 2`` makes the first block's last convolution stride 2, with no max-pool after
+    it: the first block never computes a full-resolution map, which made the fp32 training step
+    of the (16, 32) flagship 1.3x faster than with the pool (2.0x faster than the (24, 48) pooled
+    stem; benchmarks/RESULTS.md). It learns less per epoch; the ``fast`` preset gives it more.
     """
     if not channels:
         raise ConfigError("invalid channels []; valid: one or more channel counts, e.g. [32, 64]")
     check_positive("stem_depth", depth)
+    if first_stride not in (1, 2):
+        raise ConfigError(f"invalid first_stride {first_stride!r}; valid: 1, 2")
     layers: list[nn.Module] = []
     check_positive("in_channels", in_channels)
-    for out_channels in channels:
+    for block, out_channels in enumerate(channels):
         check_positive("channels", out_channels)
         for _ in range(depth - 1):
             layers += [
@@ -288,9 +306,10 @@ def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, i
                 nn.ReLU(inplace=True),
             ]
             in_channels = out_channels
+        strided = block == 0 and first_stride == 2
         layers += [
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm),
-            nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, out_channels, 3, stride=2 if strided else 1, padding=1, bias=not batch_norm),
+            *([] if strided else [nn.MaxPool2d(2)]),
             nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity(),
             nn.ReLU(inplace=True),
         ]
@@ -298,7 +317,7 @@ def flagship_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, i
     return nn.Sequential(*layers)
 
 
-#: The stems a sequential hybrid can read: name -> ``stem(channels, batch_norm, depth, in_channels)``.
+#: The stems a sequential hybrid can read: name -> ``stem(channels, batch_norm, depth, in_channels, first_stride)``.
 STEMS = {"baseline": baseline_stem, "ji": ji_stem, "flagship": flagship_stem}
 
 
