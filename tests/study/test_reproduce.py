@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnlstm.cli import main
-from cnnlstm.config import config_to_dict
+from cnnlstm.config import config_to_dict, resolve_train_config
 from cnnlstm.data import load_dataset
 from cnnlstm.study.reproduce import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs, recipe_changes, run_study
 from cnnlstm.study.study_report import write_study_report
@@ -217,12 +217,13 @@ def test_a_cluster_starts_the_costliest_jobs_first():
     weights = {j.name: j.weight for j in jobs}
     ranked = sorted(weights, key=weights.get, reverse=True)
     assert ranked[:2] == ["tf_cnn-s0", "cnn_svm-s0"]  # the 36- and 23-epoch references: the long poles
-    assert weights["cnn_lstm-s0"] == pytest.approx(7.0, rel=1e-2)  # the unit: an epoch of the fast flagship
+    fast_epochs = resolve_train_config("cnn_lstm", preset="fast").epochs
+    assert weights["cnn_lstm-s0"] == pytest.approx(fast_epochs, rel=1e-2)  # the unit: an epoch of the fast flagship
     assert weights["model1-s0"] < weights["cnn_twin-s0"] < weights["cnn_lstm-s0"] < weights["ji_cnn_lstm-s0"]
     flagship = next(j for j in jobs if j.name == "cnn_lstm-s0").cfg
     from dataclasses import replace
 
-    assert train_weight(replace(flagship, train_size=5_500)) == pytest.approx(0.7, rel=1e-2)  # a tenth of the images
+    assert train_weight(replace(flagship, train_size=5_500)) == pytest.approx(fast_epochs / 10, rel=1e-2)  # a tenth
 
     submitted = []
     client = SimpleNamespace(submit=lambda *a, **kw: submitted.append(kw) or object(),
