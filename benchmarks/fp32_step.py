@@ -3,10 +3,11 @@
 Every variant trains the same images with the ``fast`` recipe's step (batch 256, AdamW, label
 smoothing, random flips; ``amp=off``, so fp32 on every CPU) through the real training loop
 (``cnnlstm.training.loop.train_steps``), in one process, interleaved over ``--repeats`` so the
-machine's drift hits all of them alike. The first variant is today's eager step; the others are
-levers a recipe may pull: kernels (channels_last, compile) and less work per image (a narrower
-stem, one LSTM direction, the stride-2 stems of ``benchmarks/lever_models.py``). Each is printed as images/s, its ratio to today's, and the share of the
-fp32 matmul peak measured in the same process (3 x forward FLOPs per training image).
+machine's drift hits all of them alike. The first variant is today's eager step (the `fast`
+preset's flagship); the others are levers a recipe may pull: kernels (channels_last, compile) and
+the work per image (the stem before 2026-12-02, a narrower one, one LSTM direction, the all-strided
+stem of ``benchmarks/lever_models.py``). Each is printed as images/s, its ratio to today's, and the
+share of the fp32 matmul peak measured in the same process (3 x forward FLOPs per training image).
 
 Run: ``python benchmarks/fp32_step.py [--images 8192] [--repeats 3] [--threads 2] [--variants a,b]``
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import lever_models  # noqa: E402,F401  (registers the cheaper-stem variants cnn_lstm_s2 / _s4)
+import lever_models  # noqa: E402,F401  (registers the all-strided variant cnn_lstm_s4)
 from study_scaling import cpu_facts  # noqa: E402
 from train_loop import matmul_peak_gflops  # noqa: E402
 
@@ -38,11 +39,11 @@ VARIANTS = {
     "today: cnn_lstm eager": ("cnn_lstm", {}, False, False),
     "cnn_lstm channels_last": ("cnn_lstm", {}, True, False),
     "cnn_lstm torch.compile": ("cnn_lstm", {}, False, True),
-    "cnn_lstm stem 16/32": ("cnn_lstm", {"channels": [16, 32]}, False, False),
     "cnn_lstm unidirectional": ("cnn_lstm", {"bidirectional": False}, False, False),
-    "stride-2 first conv": ("cnn_lstm_s2", {}, False, False),
-    "stride-2 first conv 16/32": ("cnn_lstm_s2", {"channels": [16, 32]}, False, False),
-    "stride-2 convs no pool": ("cnn_lstm_s4", {}, False, False),
+    "pooled stem 24/48 (before)": ("cnn_lstm", {"channels": [24, 48], "first_stride": 1}, False, False),
+    "pooled stem 16/32": ("cnn_lstm", {"channels": [16, 32], "first_stride": 1}, False, False),
+    "stride-2 first conv 24/48": ("cnn_lstm", {"channels": [24, 48], "first_stride": 2}, False, False),
+    "stride-2 convs no pool 24/48": ("cnn_lstm_s4", {"channels": [24, 48]}, False, False),
     "cnn_twin eager (control)": ("cnn_twin", {}, False, False),
 }
 

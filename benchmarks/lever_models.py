@@ -24,7 +24,7 @@ from functools import partial
 from torch import nn
 
 from cnnlstm.models import register_model
-from cnnlstm.models.hybrid import STEMS, ConvLSTMClassifier
+from cnnlstm.models.hybrid import STEMS, cnn_lstm
 
 
 def all_strided_stem(channels, batch_norm, depth=1, in_channels=1, first_stride=2):
@@ -42,9 +42,8 @@ def all_strided_stem(channels, batch_norm, depth=1, in_channels=1, first_stride=
 # ConvLSTMClassifier looks its stem up by name, so the variant registers its own beside the shipped ones.
 STEMS.setdefault("all_strided", all_strided_stem)
 
-_FLAGSHIP = dict(stem="flagship", channels=(24, 48), lstm_hidden=64, bidirectional=True, batch_norm=True, dropout=0.1)
-
+# The registered flagship's builder with only the stem changed (and the old fast preset's channels).
 register_model("cnn_lstm_s2", "flagship with a stride-2 first conv (benchmarks/lever_models.py)")(
-    partial(ConvLSTMClassifier, **{**_FLAGSHIP, "first_stride": 2}))
+    partial(cnn_lstm, channels=(24, 48), first_stride=2))
 register_model("cnn_lstm_s4", "flagship with stride-2 convs, no pooling (benchmarks/lever_models.py)")(
-    partial(ConvLSTMClassifier, **{**_FLAGSHIP, "stem": "all_strided", "first_stride": 2}))
+    partial(cnn_lstm, stem="all_strided", channels=(24, 48), first_stride=2))
