@@ -39,6 +39,22 @@ def test_plan_covers_the_study():
     assert all(j.cfg.epochs == flagship.epochs for j in jobs if j.group == "ablation")
 
 
+def test_more_seeds_change_how_many_never_which_models():
+    """`reproduce --preset quick --seeds 5` must not start the references' hours of training."""
+    from cnnlstm.study.reproduce import REFERENCE_MODELS
+
+    quick = STUDY_PRESETS["quick"]
+    jobs = [j for j in plan_jobs(quick, seeds=5) if j.kind == "train"]
+    trained = {j.cfg.model for j in jobs}
+    assert not trained & set(REFERENCE_MODELS)
+    assert trained == {j.cfg.model for j in plan_jobs(quick) if j.kind == "train"}
+    assert sum(j.cfg.model == "model1" for j in jobs) == 5
+    assert not any(j.group == "ablation" for j in jobs)
+    # naming a reference still trains it, at the seeds asked for
+    named = [j for j in plan_jobs(quick, seeds=2, models=("tf_cnn",)) if j.kind == "train"]
+    assert [j.name for j in named] == ["tf_cnn-s0", "tf_cnn-s1"]
+
+
 def _training_settings(cfg) -> dict:
     from cnnlstm.config import config_to_dict
     from cnnlstm.reporting.compare import PAIR_KEYS

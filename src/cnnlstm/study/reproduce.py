@@ -230,6 +230,8 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
     preset : StudyPreset
     seeds : int, optional
         Overrides the preset's number of seeds for every model it trains (seeds are 0 .. seeds-1).
+        It changes how many seeds, never which models: a model the preset leaves out (the quick
+        preset's references) stays out unless ``models`` names it.
     common : dict, optional
         Config overrides for every run (data location, device, threads, ``limit_train`` ...).
     models, ablations : tuple of str, optional
@@ -245,7 +247,8 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
         for model in names:
             if models is not None and model not in models:
                 continue
-            n_seeds = seeds or preset.seeds_of(model) or (1 if models is not None else 0)
+            planned = preset.seeds_of(model) or (1 if models is not None else 0)
+            n_seeds = (seeds or planned) if planned else 0
             for seed in range(n_seeds):
                 cfg = model_config(model, preset, seed, common)
                 jobs.append(Job("train", f"{model}-s{seed}", group, cfg, label=model, weight=train_weight(cfg)))
