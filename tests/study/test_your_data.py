@@ -148,6 +148,13 @@ def test_the_study_runs_on_an_image_folder(tmp_path, capsys):
     cfg = json.loads((out / "runs" / "cnn_lstm-s0" / "config.json").read_text())
     assert cfg["data"] == str(folder.resolve()) and cfg["image_size"] == 28 and cfg["flip_h"] == 0.0
     assert json.loads((out / "runs" / "cnn_lstm-s0" / "dataset.json").read_text())["channels"] == 3
+    # the sizes are those of the models as trained on this folder (RGB, 3 classes), not Fashion-MNIST's
+    sizes = {m: create_model(m, image_size=28, in_channels=3, num_classes=3,
+                             **json.loads((out / "runs" / f"{m}-s0" / "config.json").read_text())["model_args"])
+             for m in ("model1_lstm", "model1")}
+    params = [sum(p.numel() for p in sizes[m].parameters()) for m in ("model1_lstm", "model1")]
+    assert f"| {params[0]:,} / {params[1]:,} |" in md
+    assert "Exploring Fashion-MNIST" not in md and f"## Exploring {folder.resolve()}" in md
     metrics = out / "runs" / "cnn_lstm-s0" / "metrics.json"
     before = metrics.stat().st_mtime_ns
     assert main(argv) == 0  # resumes: the planned configs match what the folders hold, nothing retrains

@@ -88,6 +88,24 @@ def dataset_identity(dataset: str | None, verified: bool | None) -> str:
     return f"unverified data from {source}"
 
 
+def dataset_title(name: str) -> str:
+    """How a report names a dataset in its headings: an IDX family's title, else the spec as given."""
+    from cnnlstm.data.sources import IDX_FAMILIES
+
+    family = IDX_FAMILIES.get(name)
+    return family.title if family else name
+
+
+def trained_size(model: str, config: dict, *, image_size: int, channels: int, num_classes: int) -> tuple[int, float]:
+    """Parameters and forward MFLOPs per image of ``model`` as a run built it: its ``model_args`` on
+    the dataset it trained on (image size, channels and classes change both figures)."""
+    from cnnlstm.models import model_summary
+
+    info = model_summary(model, image_size=image_size, in_channels=channels, num_classes=num_classes,
+                         **config.get("model_args", {}))
+    return info["params"], info["mflops"]
+
+
 def check_same_dataset(runs: Sequence[RunRecord], explores: Sequence[tuple[Path, dict]]) -> str | None:
     """The one dataset every input was evaluated on, or a RunError naming the mix.
 

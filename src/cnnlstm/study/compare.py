@@ -36,6 +36,7 @@ from cnnlstm.reporting.compare import (
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Paragraph, Section, Table, write_report
+from cnnlstm.reporting.records import trained_size
 from cnnlstm.runs import read_json, write_json
 from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key
 from cnnlstm.study.study_report import fmt_pct, forest_figure
@@ -119,17 +120,15 @@ def seed_runs(root: Path, jobs: list[Job]) -> dict[str, list[SeedRun]]:
 
 def model_rows(groups: dict[str, list[SeedRun]], ds: Dataset) -> list[dict]:
     """One row per model: seeds, test accuracy mean ± sample std, size and cost, schedule."""
-    from cnnlstm.models import model_summary
-
     rows = []
     for model, runs in groups.items():
         mean, std = mean_std(r.accuracy for r in runs)
         cfg = runs[0].config
-        info = model_summary(model, image_size=ds.image_size, in_channels=ds.channels, num_classes=ds.num_classes,
-                             **cfg.get("model_args", {}))
+        params, mflops = trained_size(model, cfg, image_size=ds.image_size, channels=ds.channels,
+                                      num_classes=ds.num_classes)
         seconds = [read_json(r.folder / "metrics.json").get("train_seconds") or 0.0 for r in runs]
         rows.append({"model": model, "n seeds": len(runs), "test accuracy (%)": fmt_pct(mean, std, len(runs)),
-                     "params": f"{info['params']:,}", "MFLOPs/image": f"{info['mflops']:.2f}",
+                     "params": f"{params:,}", "MFLOPs/image": f"{mflops:.2f}",
                      "epochs": cfg.get("epochs"), "train s (mean)": f"{sum(seconds) / len(seconds):.1f}"})
     return rows
 

@@ -36,6 +36,7 @@ from cnnlstm.reporting.compare import (
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Figure, Figures, Paragraph, Section, Table, write_report
+from cnnlstm.reporting.records import dataset_title, trained_size
 from cnnlstm.reporting.references import REFERENCES, Reference
 from cnnlstm.runs import read_json
 from cnnlstm.study.reproduce import (
@@ -126,14 +127,6 @@ def published_tables(models: dict[str, dict]) -> tuple[list[dict], list[dict]]:
 # --------------------------------------------------------------------------- what the LSTM adds
 
 
-def _size(model: str, config: dict) -> tuple[int, float]:
-    """Parameters and forward MFLOPs per image of ``model`` built as the run built it."""
-    from cnnlstm.models import model_summary
-
-    info = model_summary(model, **config.get("model_args", {}))
-    return info["params"], info["mflops"]
-
-
 def control_comparisons(models: dict[str, dict]) -> list[MatchedPair]:
     """Every hybrid against its control, for the pairs the study trained (:func:`match_pairs`)."""
     return match_pairs({name: agg["seed_runs"] for name, agg in models.items()}, CONTROL_PAIRS)
@@ -148,12 +141,14 @@ def forest_figure(pairs: list[MatchedPair], path: Path) -> Figure:
                         "that crosses the dashed zero line is no measurable difference")
 
 
-def control_rows(models: dict[str, dict], comparisons: list[MatchedPair]) -> list[dict]:
-    """The table of "What the LSTM adds": each hybrid beside its control."""
+def control_rows(models: dict[str, dict], comparisons: list[MatchedPair], ds: Dataset) -> list[dict]:
+    """The table of "What the LSTM adds": each hybrid beside its control, sized as trained on ``ds``."""
+    shape = {"image_size": ds.image_size, "channels": ds.channels, "num_classes": ds.num_classes}
     rows = []
     for pair in comparisons:
         h, c = models[pair.a], models[pair.b]
-        (ph, fh), (pc, fc) = _size(pair.a, h["seed_runs"][0].config), _size(pair.b, c["seed_runs"][0].config)
+        ph, fh = trained_size(pair.a, h["seed_runs"][0].config, **shape)
+        pc, fc = trained_size(pair.b, c["seed_runs"][0].config, **shape)
         rows.append({"hybrid": pair.a, "control": pair.b, "params": f"{ph:,} / {pc:,}",
                      "MFLOPs/image": f"{fh:.2f} / {fc:.2f}", "epochs": f"{h['epochs']} / {c['epochs']}",
                      "train s": f"{h['seconds']:.0f} / {c['seconds']:.0f}",
@@ -345,14 +340,14 @@ YOURS_COLUMNS = {"hybrid": "your model", "control": "against", "test % (hybrid)"
                  "test % (control)": "test % (against)"}
 
 
-def user_models_section(root: Path, models: dict, jobs: list[Job]) -> Section | None:
+def user_models_section(root: Path, models: dict, jobs: list[Job], ds: Dataset) -> Section | None:
     """A user's models (``--model-file``) against the flagship and its twin, under one recipe."""
     yours = [m for m in dict.fromkeys(j.cfg.model for j in jobs if j.group == USER_GROUP) if m in models]
     pairs = match_pairs({name: agg["seed_runs"] for name, agg in models.items()},
                         [(m, ref) for m in yours for ref in (FLAGSHIP, "cnn_twin") if ref in models])
     if not pairs:
         return None
-    rows = [{YOURS_COLUMNS.get(k, k): v for k, v in row.items()} for row in control_rows(models, pairs)]
+    rows = [{YOURS_COLUMNS.get(k, k): v for k, v in row.items()} for row in control_rows(models, pairs, ds)]
     return Section("Your models", [
         Paragraph("Each model of your file trained with the flagship's training preset and seeds, beside the "
                   "flagship and its no-LSTM twin. Columns with a slash give yours / the other. "
@@ -369,7 +364,7 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
     sections = [Section("Summary", [BulletList(t) if isinstance(t, list) else Paragraph(t)
                                     for t in summary_text(models, comparisons, ablation_cmp, preset, ds.name == "fashion-mnist")]
                         + [Paragraph(HOW_TO_READ)] + dataset_warning(ds))]
-    rows = control_rows(models, comparisons)
+    rows = control_rows(models, comparisons, ds)
     if rows:
         sections.append(Section("What the LSTM adds", [
             Paragraph("Each hybrid beside its control: the same network and recipe with the LSTM taken out. "
@@ -391,7 +386,7 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
             Table(one, REF_COLUMNS)]),
         Section("Table II: the plan's baselines, published vs measured", [Table(two, REF_COLUMNS)]),
     ]
-    sections += [sec for sec in [user_models_section(root, models, jobs)] if sec is not None]
+    sections += [sec for sec in [user_models_section(root, models, jobs, ds)] if sec is not None]
     yours = frozenset(j.cfg.model for j in jobs if j.group == USER_GROUP)
     ranked = sorted(models.items(), key=lambda kv: -kv[1]["acc_mean"])
     all_rows = [{"model": m, "test %": fmt_pct(a["acc_mean"], a["acc_std"], a["n"]),
@@ -422,7 +417,7 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
                                         "embedding, trustworthiness and Spearman correlation of distances "
                                         "make the plots comparable (Gove et al. 2022)."))
         sections.append(Section("t-SNE of raw pixels and learned features", tsne_blocks))
-    sections += explore_sections(root)
+    sections += explore_sections(root, ds)
     sections += [sec for sec in [time_section(root)] if sec is not None]
     return sections
 
@@ -586,11 +581,12 @@ def audit_section(root: Path) -> Section | None:
     return trust_audit_section(audit, root / "explore")
 
 
-def explore_sections(root: Path) -> list[Section]:
-    """The plan's exploration figures (class balance, box plots, raw t-SNE)."""
+def explore_sections(root: Path, ds: Dataset) -> list[Section]:
+    """The plan's exploration figures (class balance, box plots, raw t-SNE), headed by the dataset's name."""
     figs = root / "explore" / "figures"
     if not figs.is_dir():
         return []
     # the duplicate pairs are the audit section's figure; shown once, there
     items = [Figure(p, p.stem.replace("_", " ")) for p in sorted(figs.glob("*.png")) if p.stem != "duplicates"]
-    return [Section("Exploring Fashion-MNIST (the plan's Fig. 2-4)", [Figures(items)])] if items else []
+    heading = f"Exploring {dataset_title(ds.name)}" + (" (the plan's Fig. 2-4)" if ds.name == "fashion-mnist" else "")
+    return [Section(heading, [Figures(items)])] if items else []
