@@ -115,13 +115,3 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 4  # the curves (matplotlib and the run's figure), the confusion matrix, the t-SNE
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "embed.json").is_file()
-
-
-@pytest.mark.parametrize("old, new, name", [("cnnlstm.images", "cnnlstm.deploy.images", "load_image"),
-                                             ("cnnlstm.export", "cnnlstm.deploy.export", "ProbabilityModel")])
-def test_old_import_paths_the_docs_named_warn_and_forward(old, new, name):
-    import importlib
-
-    with pytest.warns(DeprecationWarning, match=new):
-        value = getattr(importlib.import_module(old), name)
-    assert value is getattr(importlib.import_module(new), name)
