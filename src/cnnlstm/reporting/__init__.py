@@ -13,6 +13,7 @@ build_report, Section, Table`` works.
 """
 
 from cnnlstm.reporting.page import (
+                                    BulletList,
                                     Code,
                                     Figure,
                                     Figures,
