@@ -26,7 +26,7 @@ from conftest import write_dataset
 ISSUE_KEYS = {"accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro",
               "f1_micro", "roc_auc_macro", "per_class", "confusion_matrix", "worst_class", "top_confusions",
               "n_test", "checkpoint", "tta"}
-RUN_EXTRAS = {"epochs_trained", "best_epoch", "train_seconds", "eval_seconds", "dataset", "verified"}
+RUN_EXTRAS = {"epochs_trained", "best_epoch", "train_seconds", "eval_seconds", "dataset", "verified", "n_train"}
 CALIBRATION_KEYS = {"ece", "mce", "brier", "nll", "calibration_bins", "temperature", "ece_temperature",
                     "mce_temperature", "brier_temperature", "nll_temperature", "n_val", "accuracy_dedup",
                     "n_test_dedup", "n_test_overlap"}
@@ -303,6 +303,10 @@ def test_report_of_one_run_inlines_every_figure_and_writes_markdown(run_copy, ca
             "t-SNE of the learned features"} <= set(page.headings)
     m = json.loads((run / "metrics.json").read_text())
     assert f"{m['accuracy']:.4f}" in text and "86.55" in text
+    # a short smoke run is never set against the published number: no difference, and the header says why
+    cfg = json.loads((run / "config.json").read_text())
+    assert "not comparable" in text and f"{m['accuracy'] * 100 - 86.55:+.2f}" not in text
+    assert f"trained on {m['n_train']:,} training images, {cfg['epochs']} epoch" in text
     md = md_path.read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert sorted(linked) == sorted(f"figures/{p.name}" for p in figures)

@@ -94,6 +94,10 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
                  "mCE vs model1", "Where the flagship looks"):
         assert text in html, text
     assert "| Model II (plan Table II) | 86.28 |" in md
+    # 60 training images: no row of Tables I and II is compared with its published number
+    table_two = md.split("## Table II", 1)[1].split("\n## ", 1)[0]
+    assert table_two.count("trained on 60 of 55,000 images: not comparable") == 2 and "| +" not in table_two
+    assert "Training set: 60 images per run (shortened)" in md
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
     for line in summary.splitlines():
         if " beat " in line:  # every claim of a win carries its interval and n

@@ -125,6 +125,19 @@ def test_digits_train_without_horizontal_flips(tmp_path, caplog):
     assert saved["flip_h"] == 0.0 and "does not preserve its labels" in caplog.text
 
 
+def test_a_small_dataset_says_its_validation_split_shrank_and_records_it(tmp_path, caplog):
+    """val_size 5,000 of 60 images: the run warns and metrics.json records what was used."""
+    arrays = synthetic_arrays(n_train=60, n_test=20)
+    np.savez(tmp_path / "small.npz", x_train=arrays["train_images"], y_train=arrays["train_labels"],
+             x_test=arrays["test_images"], y_test=arrays["test_labels"])
+    ds = load_data(str(tmp_path / "small.npz"))
+    cfg = _cfg("model1", ds.name, val_size=5000)
+    assert api.train(cfg, out=tmp_path / "run", data=ds) is not None
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["n_val"] == 12 and metrics["n_train"] == 48
+    assert "validation split: 12 images, not the 5000 asked for" in caplog.text
+
+
 def test_report_on_other_data_has_no_fashion_references(rgb_run, tmp_path):
     """Published numbers are Fashion-MNIST's: a report of runs on other data leaves them out."""
     folder, run = rgb_run

@@ -106,6 +106,20 @@ def trained_size(model: str, config: dict, *, image_size: int, channels: int, nu
     return info["params"], info["mflops"]
 
 
+def fewest_train_images(runs: Iterable[tuple[dict, dict | None]]) -> int | None:
+    """The fewest training images any of ``(config, metrics)`` trained on; None when none says.
+
+    ``metrics.json``'s ``n_train`` is what training used; a run without it is read from the
+    config's ``limit_train`` and ``train_size`` (either one set means fewer than the full split).
+    """
+    counts = []
+    for config, metrics in runs:
+        n = (metrics or {}).get("n_train")
+        limits = [v for v in (config.get("limit_train"), config.get("train_size")) if v]
+        counts += [n] if n is not None else [min(limits)] if limits else []
+    return min(counts) if counts else None
+
+
 def check_same_dataset(runs: Sequence[RunRecord], explores: Sequence[tuple[Path, dict]]) -> str | None:
     """The one dataset every input was evaluated on, or a RunError naming the mix.
 

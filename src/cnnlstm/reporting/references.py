@@ -127,3 +127,39 @@ def published_for(model: str) -> Reference | None:
         if ref.model == model:
             return ref
     return None
+
+
+#: Training images of a full run on Fashion-MNIST: the 60,000 less the 5,000 held out for validation.
+FULL_TRAIN_IMAGES = 55_000
+
+
+def chosen_epochs(model: str) -> int:
+    """Epochs this project's ``paper`` preset trains ``model`` for: the recipe of a source that gives none."""
+    from cnnlstm.config import resolve_train_config
+
+    return resolve_train_config(model, preset="paper").epochs
+
+
+def recipe_status(ref: Reference, *, epochs: int, train_images: int | None) -> tuple[str, bool]:
+    """Whether a measured run may be compared with ``ref``'s published number, and the table's cell.
+
+    A run is not comparable, and gets no difference, when it trained on fewer images than a full
+    run (``train_images`` < :data:`FULL_TRAIN_IMAGES`; None when the run did not record it) or for
+    fewer epochs than its recipe: the published one, or where the source gives no schedule the
+    ``paper`` preset's (:func:`chosen_epochs`).
+
+    Examples
+    --------
+    >>> recipe_status(published_for("cnn_svm"), epochs=23, train_images=2000)
+    ('trained on 2,000 of 55,000 images: not comparable', False)
+    """
+    if train_images is not None and train_images < FULL_TRAIN_IMAGES:
+        return f"trained on {train_images:,} of {FULL_TRAIN_IMAGES:,} images: not comparable", False
+    if ref.recipe_epochs is not None:
+        if epochs < ref.recipe_epochs:
+            return f"short schedule ({epochs} of {ref.recipe_epochs} epochs): not comparable", False
+        return f"published recipe ({ref.recipe_epochs} epochs)", True
+    chosen = chosen_epochs(ref.model) if ref.model else epochs
+    if epochs < chosen:
+        return f"short schedule ({epochs} of the {chosen} epochs chosen here; source gives none): not comparable", False
+    return f"source gives no schedule: {epochs} epochs chosen here", True

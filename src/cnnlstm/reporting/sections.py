@@ -41,6 +41,7 @@ from cnnlstm.reporting.records import (
     RunRecord,
     check_same_dataset,
     classify_inputs,
+    fewest_train_images,
     group_runs,
     load_run,
 )
@@ -156,7 +157,7 @@ def comparison_section(groups: Sequence[Sequence[RunRecord]]) -> Section:
 
 def reference_rows(groups: Sequence[Sequence[RunRecord]]) -> list[dict]:
     """Measured experiments beside their published number, then published-only context rows."""
-    from cnnlstm.reporting.references import REFERENCES, published_for
+    from cnnlstm.reporting.references import REFERENCES, published_for, recipe_status
 
     rows, matched = [], set()
     for g in groups:
@@ -165,14 +166,18 @@ def reference_rows(groups: Sequence[Sequence[RunRecord]]) -> list[dict]:
             continue
         ref = published_for(g[0].model)
         mean = sum(acc) / len(acc) * 100
+        status, comparable = "", False
         if ref:
             matched.add(ref.key)
+            status, comparable = recipe_status(
+                ref, epochs=min(int(r.config.get("epochs", 0)) for r in g),
+                train_images=fewest_train_images((r.config, r.metrics) for r in g))
         rows.append({
             "model": g[0].model + (f" \u2014 {ref.name}" if ref else ""),
             "published": f"{ref.accuracy:.2f}" if ref else None,
             "source": (Link(ref.source, ref.url) if ref.url else ref.source) if ref else "this project",
-            "measured": pm(acc, 100, 2), "delta": f"{mean - ref.accuracy:+.2f}" if ref else None,
-            "n": len(acc), "epochs": plain(g[0].config.get("epochs")),
+            "measured": pm(acc, 100, 2), "delta": f"{mean - ref.accuracy:+.2f}" if comparable else None,
+            "schedule": status or None, "n": len(acc), "epochs": plain(g[0].config.get("epochs")),
             "train_s": pm(_metric_values(g, "train_seconds"), 1, 1),
         })
     context = sorted((r for r in REFERENCES if r.key not in matched), key=lambda r: r.accuracy)
@@ -183,6 +188,7 @@ def reference_rows(groups: Sequence[Sequence[RunRecord]]) -> list[dict]:
 
 REFERENCE_COLUMNS = (("model", "model"), ("published", "published (%)"), ("source", "source"),
                      ("measured", "measured (%)"), ("delta", "measured \u2212 published (pp)"),
+                     ("schedule", "comparable?"),
                      ("n", "n seeds"), ("epochs", "epochs"), ("train_s", "training (s)"))
 
 
@@ -348,6 +354,17 @@ def default_title(runs: Sequence[RunRecord], explores, sweeps) -> str:
     return "cnnlstm report: " + ", ".join(p for p in parts if p)
 
 
+def training_summary(runs: Sequence[RunRecord]) -> str:
+    """What the runs trained on, for a report's header: training images and epochs (their range)."""
+    if not runs:
+        return ""
+    epochs = sorted({int(r.config.get("epochs", 0)) for r in runs})
+    span = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+    fewest = fewest_train_images((r.config, r.metrics) for r in runs)
+    images = f"{fewest:,} training images" if fewest is not None else "the full training split"
+    return f"trained on {images}, {span} epoch{'s' if epochs[-1] != 1 else ''}"
+
+
 def build_report(inputs: Iterable[str | Path], out_html: str | Path, *, title: str | None = None,
                  explore_dirs: Iterable[str | Path] = (), extra_sections: Sequence[Section] = (),
                  subtitle: str = "") -> dict:
@@ -392,7 +409,7 @@ def build_report(inputs: Iterable[str | Path], out_html: str | Path, *, title: s
         raise RunError("nothing to report")
     _unique_anchors(sections)
     title = title or default_title(runs, explores, sweeps)
-    sub = subtitle or (f"Data: {dataset}" if dataset else "")
+    sub = subtitle or "; ".join(t for t in (f"Data: {dataset}" if dataset else "", training_summary(runs)) if t)
     html_path, md_path = write_report(out_html, title, sections, sub)
     return {"html": html_path, "md": md_path, "runs": len(runs), "experiments": len(group_runs(runs)),
             "sections": [s.title for s in sections], "dataset": dataset}

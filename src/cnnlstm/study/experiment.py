@@ -63,17 +63,27 @@ def make_splits(ds: Dataset, cfg: TrainConfig, device: torch.device) -> Splits:
     pair see the same images, and nested across sizes). ``limit_train`` keeps the first N training
     images and ``limit_test`` the first N test images: for smoke runs and tests.
     """
-    tr_idx, va_idx = split_indices(ds, cfg)
-    if cfg.train_size:  # the same images for every model of one seed; 1,000 inside 6,000
-        tr_idx = tr_idx[nested_subset(ds.train_labels[tr_idx], cfg.train_size, cfg.seed)]
-    if cfg.limit_train:
-        tr_idx = tr_idx[:cfg.limit_train]
+    tr_idx, va_idx = training_indices(ds, cfg)
+    if cfg.val_size and len(va_idx) < cfg.val_size:
+        log.warning("validation split: %d images, not the %d asked for (at most a fifth of the %d training "
+                    "images); metrics.json records n_val", len(va_idx), cfg.val_size, len(ds.train_labels))
     splits = test_split(ds, cfg, device)
     splits.fit = FitData(to_tensor(ds.train_images[tr_idx], device, norm=ds.norm),
                          labels_tensor(ds.train_labels[tr_idx], device),
                          to_tensor(ds.train_images[va_idx], device, norm=ds.norm),
                          labels_tensor(ds.train_labels[va_idx], device), norm=ds.norm)
     return splits
+
+
+def training_indices(ds: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training images a run learns from and its validation images (indices into ``ds.train_*``):
+    the split, then ``train_size``'s nested subset, then ``limit_train``'s first N."""
+    tr_idx, va_idx = split_indices(ds, cfg)
+    if cfg.train_size:  # the same images for every model of one seed; 1,000 inside 6,000
+        tr_idx = tr_idx[nested_subset(ds.train_labels[tr_idx], cfg.train_size, cfg.seed)]
+    if cfg.limit_train:
+        tr_idx = tr_idx[:cfg.limit_train]
+    return tr_idx, va_idx
 
 
 def split_indices(ds: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +301,8 @@ def evaluate_trained(run_dir: Path, ds: Dataset, model: torch.nn.Module, cfg: Tr
     metrics.update(calibration_metrics(labels, probs, val_labels=val_labels, val_probs=val_probs))
     metrics.update(dedup_accuracy(ds, labels, probs.argmax(1)))
     history = history if history is not None else read_history(run_dir / "history.csv")
-    metrics.update(checkpoint=which, tta=views is not None, epochs_trained=len(history),
+    n_train = len(splits.fit.train_y) if splits.fit is not None else len(training_indices(ds, cfg)[0])
+    metrics.update(checkpoint=which, tta=views is not None, epochs_trained=len(history), n_train=n_train,
                    best_epoch=int(ckpt.get("epoch", 0)), train_seconds=sum(r["seconds"] or 0 for r in history),
                    eval_seconds=seconds, dataset=ds.source, verified=ds.verified)
     preds = probs.argmax(1)

@@ -36,8 +36,8 @@ from cnnlstm.reporting.compare import (
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Figure, Figures, Paragraph, Section, Table, write_report
-from cnnlstm.reporting.records import dataset_title, trained_size
-from cnnlstm.reporting.references import REFERENCES, Reference
+from cnnlstm.reporting.records import dataset_title, fewest_train_images, trained_size
+from cnnlstm.reporting.references import REFERENCES, Reference, recipe_status
 from cnnlstm.runs import read_json
 from cnnlstm.study.reproduce import (
     ABLATIONS,
@@ -77,26 +77,13 @@ def aggregate(runs: list[dict], group_key) -> dict[str, dict]:
                     "f1_mean": mean_std(r["metrics"]["f1_macro"] for r in members)[0],
                     "seconds": statistics.fmean(r["metrics"].get("train_seconds", 0.0) for r in members),
                     "epochs": max(r["cfg"].epochs for r in members), "runs": members,
+                    "train_images": fewest_train_images((config_to_dict(r["cfg"]), r["metrics"]) for r in members),
                     "seed_runs": [SeedRun(r["cfg"].seed, r["metrics"]["accuracy"], r["folder"],
                                           config_to_dict(r["cfg"])) for r in members]}
     return out
 
 
 # --------------------------------------------------------------------------- Tables I and II
-
-
-def schedule_status(ref: Reference, agg: dict) -> tuple[str, bool]:
-    """The row's schedule cell, and whether a difference from the published number may be printed.
-
-    A run shorter than the published recipe is not comparable (no difference is printed); where
-    the source gives no schedule, the schedule chosen here is said.
-    """
-    k = agg["epochs"]
-    if ref.recipe_epochs is None:
-        return f"source gives no schedule: {k} epochs chosen here", True
-    if k < ref.recipe_epochs:
-        return f"short schedule ({k} of {ref.recipe_epochs} epochs): not comparable", False
-    return f"published recipe ({ref.recipe_epochs} epochs)", True
 
 
 def measured_row(ref: Reference, agg: dict | None) -> dict:
@@ -107,7 +94,7 @@ def measured_row(ref: Reference, agg: dict | None) -> dict:
            "train time (s)": ""}
     if ref.model is None or agg is None:
         return row
-    status, comparable = schedule_status(ref, agg)
+    status, comparable = recipe_status(ref, epochs=agg["epochs"], train_images=agg["train_images"])
     row.update({"measured (test %)": fmt_pct(agg["acc_mean"], agg["acc_std"], agg["n"]), "seeds": agg["n"],
                 "epochs": agg["epochs"], "schedule": status, "train time (s)": f"{agg['seconds']:.0f}"})
     if comparable:
@@ -306,6 +293,19 @@ def missing_runs(root: Path, jobs: list[Job], failed: dict[str, str]) -> Paragra
                      f"without them: {'; '.join(parts)}. Rerunning the same command retries them.")
 
 
+def training_header(models: dict, ablations: dict, ds: Dataset) -> str:
+    """The study's training set and schedules in one sentence, for the report's header."""
+    groups = list(models.values()) + list(ablations.values())
+    known = [g["train_images"] for g in groups if g["train_images"] is not None]
+    full = len(ds.train_labels) - max((r["metrics"].get("n_val") or 0 for g in groups for r in g["runs"]), default=0)
+    images = min(known) if known else full
+    epochs = sorted({g["epochs"] for g in groups})
+    span = ", ".join(map(str, epochs)) or "none"
+    n_test = min((r["metrics"]["n_test"] for g in groups for r in g["runs"]), default=len(ds.test_labels))
+    return (f"Training set: {images:,} images per run{' (shortened)' if images < full else ''}; schedules of "
+            f"{span} epochs (each model's in the tables). Test set: {n_test:,} images.")
+
+
 def dataset_warning(ds: Dataset) -> list[Paragraph]:
     if ds.name != "fashion-mnist":
         return [Paragraph(f"Dataset: {ds.name} ({ds.image_size}x{ds.image_size}, "
@@ -363,7 +363,8 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
     one, two = published_tables(models)
     sections = [Section("Summary", [BulletList(t) if isinstance(t, list) else Paragraph(t)
                                     for t in summary_text(models, comparisons, ablation_cmp, preset, ds.name == "fashion-mnist")]
-                        + [Paragraph(HOW_TO_READ)] + dataset_warning(ds))]
+                        + [Paragraph(HOW_TO_READ), Paragraph(training_header(models, ablations, ds))]
+                        + dataset_warning(ds))]
     rows = control_rows(models, comparisons, ds)
     if rows:
         sections.append(Section("What the LSTM adds", [
