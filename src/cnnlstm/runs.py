@@ -263,8 +263,9 @@ def record_checksum(path: str | Path, payload: bytes) -> None:
 def verify_checksum(path: str | Path, payload: bytes) -> None:
     """Check ``payload`` (the bytes of ``path``) against the digest recorded for it.
 
-    A folder written before checksums existed (no ``checksums.json``, or no entry for this file)
-    loads with a logged warning.
+    A file with no recorded digest (its folder's ``checksums.json`` was deleted, as the message
+    for a damaged one suggests, or the file was copied out of its run folder) loads with a
+    logged warning.
 
     Raises
     ------
@@ -274,8 +275,8 @@ def verify_checksum(path: str | Path, payload: bytes) -> None:
     path = Path(path)
     entry = (read_checksums(path.parent) or {}).get(path.name)
     if entry is None:
-        log.warning("%s has no recorded SHA-256 (written before checksums, or copied out of its run "
-                    "folder); loading it unverified", path)
+        log.warning("%s has no recorded SHA-256 (its checksums.json was deleted, or it was copied out of "
+                    "its run folder); loading it unverified", path)
         return
     digest = sha256_hex(payload)
     if digest not in (entry["sha256"], entry.get("previous")):
@@ -354,19 +355,46 @@ def _process_alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------- reading runs
 
-DEFAULT_IMAGE_SIZE = 28  # Fashion-MNIST's side; checkpoints do not record it, dataset.json does
-DATASET_FILE = "dataset.json"  # what a run trained on: Dataset.describe() (runs before it: Fashion-MNIST)
+DATASET_FILE = "dataset.json"  # what a run trained on: Dataset.describe(), written just after config.json
+DATASET_KEYS = ("name", "classes", "channels", "image_size", "norm")  # what reading a trained run needs of it
 
 
 def read_run_dataset(run_dir: str | Path) -> dict | None:
     """A run's ``dataset.json`` (spec, checksum, classes, channels, size, normalisation), or None
-    for a run written before runs recorded it (those trained on Fashion-MNIST, 28x28 grey)."""
+    while the folder has none yet.
+
+    Training writes it just after ``config.json``; a second data-parallel process may look
+    before the first has written it. A trained run is read with :func:`load_run_dataset`.
+
+    Raises
+    ------
+    RunError
+        The file exists but is not a JSON object.
+    """
     path = Path(run_dir) / DATASET_FILE
     if not path.is_file():
         return None
     desc = read_json(path)
     if not isinstance(desc, dict):
         raise RunError(f"{path}: not a dataset description")
+    return desc
+
+
+def load_run_dataset(run_dir: str | Path) -> dict:
+    """A trained run's ``dataset.json``: every run folder records the data it trained on.
+
+    Raises
+    ------
+    RunError
+        The file is missing, is not a JSON object, or lacks one of :data:`DATASET_KEYS`.
+    """
+    desc = read_run_dataset(run_dir)
+    if desc is None:
+        raise RunError(f"{run_dir}: {DATASET_FILE} is missing (it records what the run trained on); "
+                       "train the run again")
+    missing = [key for key in DATASET_KEYS if key not in desc]
+    if missing:
+        raise RunError(f"{Path(run_dir) / DATASET_FILE}: not a dataset description (no {', '.join(missing)})")
     return desc
 
 
@@ -416,9 +444,15 @@ def check_model_source(run_dir: str | Path, cfg: "TrainConfig") -> None:
 
 
 def run_image_shape(run_dir: str | Path) -> tuple[int, int]:
-    """``(image_size, channels)`` a run's model reads, from ``dataset.json`` (28, 1 without one)."""
-    desc = read_run_dataset(run_dir) or {}
-    return int(desc.get("image_size", DEFAULT_IMAGE_SIZE)), int(desc.get("channels", 1))
+    """``(image_size, channels)`` a run's model reads, from its ``dataset.json``.
+
+    Raises
+    ------
+    RunError
+        As :func:`load_run_dataset`.
+    """
+    desc = load_run_dataset(run_dir)
+    return int(desc["image_size"]), int(desc["channels"])
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -490,7 +524,7 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: Any = "cpu"
     device : str or torch.device
     image_size, in_channels : int, optional
         Side and channels of the images the run trained on; default what its ``dataset.json``
-        says (28 and 1 for runs without one).
+        says.
 
     Returns
     -------
@@ -500,7 +534,8 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: Any = "cpu"
     Raises
     ------
     RunError
-        Not a run folder, weights missing or damaged, or weights that do not fit the config.
+        Not a run folder, ``dataset.json`` missing, weights missing or damaged, or weights that do
+        not fit the config.
     """
     from cnnlstm.models import create_model
 

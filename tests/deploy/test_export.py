@@ -142,6 +142,7 @@ def test_cli_errors_are_one_line_exit_2(runs, tmp_path, capsys, monkeypatch):
 def test_missing_weights_are_a_run_error(runs, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
-    (partial / "config.json").write_text((runs["model1"] / "config.json").read_text())
+    for name in ("config.json", "dataset.json"):  # a run interrupted before its first epoch ended
+        (partial / name).write_text((runs["model1"] / name).read_text())
     with pytest.raises(RunError, match="best.pt is missing"):
         E.export_run(partial, "torchscript")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -16,9 +17,9 @@ from PIL import Image
 
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import FASHION_CLASSES, PIXEL_STD, load_dataset, to_tensor
+from cnnlstm.data import PIXEL_STD, load_dataset, to_tensor
 from cnnlstm.deploy import images as I
-from cnnlstm.deploy.predict import load_predictor, predict_files, run_class_names
+from cnnlstm.deploy.predict import load_predictor, predict_files
 from cnnlstm.errors import ImageError, RunError
 from cnnlstm.measure.inference import predict_probs
 from cnnlstm.study.experiment import evaluate_run, train_run
@@ -236,18 +237,18 @@ def test_batches_and_failures_keep_input_order(tmp_path, loaded):
             np.testing.assert_allclose([t["prob"] for t in a.top], [t["prob"] for t in b.top], atol=1e-6)
 
 
-def test_class_names_come_from_the_run(run_dir, tmp_path):
-    cfg = TrainConfig(model="model1", verify=False)
-    assert run_class_names(run_dir, cfg, 10) == tuple(f"class {i}" for i in range(10))  # metrics.json
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    for row in metrics["per_class"]:
-        row["name"] = f"thing{row['label']}"
-    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
-    assert run_class_names(tmp_path, cfg, 10)[3] == "thing3"
-    empty = tmp_path / "no-metrics"
-    empty.mkdir()
-    assert run_class_names(empty, TrainConfig(verify=True), 10) == FASHION_CLASSES
-    assert run_class_names(empty, cfg, 3) == ("class 0", "class 1", "class 2")
+def test_class_names_come_from_the_runs_dataset_json(run_dir, tmp_path):
+    desc = json.loads((run_dir / "dataset.json").read_text())
+    assert load_predictor(run_dir).classes == tuple(desc["classes"])
+    copy = tmp_path / "renamed"
+    shutil.copytree(run_dir, copy)
+    desc["classes"] = [f"thing{i}" for i in range(10)]
+    (copy / "dataset.json").write_text(json.dumps(desc))
+    assert load_predictor(copy).classes[3] == "thing3"
+    desc["classes"] = desc["classes"][:3]
+    (copy / "dataset.json").write_text(json.dumps(desc))
+    with pytest.raises(RunError, match="names 3 classes but the model in best.pt has 10 outputs"):
+        load_predictor(copy)
 
 
 def test_run_errors_are_run_errors(tmp_path, run_dir):
@@ -256,6 +257,13 @@ def test_run_errors_are_run_errors(tmp_path, run_dir):
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "config.json").write_text((run_dir / "config.json").read_text())
+    with pytest.raises(RunError, match="dataset.json is missing"):
+        load_predictor(partial)
+    desc = json.loads((run_dir / "dataset.json").read_text())
+    (partial / "dataset.json").write_text(json.dumps({k: v for k, v in desc.items() if k != "norm"}))
+    with pytest.raises(RunError, match=r"dataset.json: not a dataset description \(no norm\)"):
+        load_predictor(partial)
+    (partial / "dataset.json").write_text(json.dumps(desc))
     with pytest.raises(RunError, match="best.pt is missing"):
         load_predictor(partial)
     config = json.loads((run_dir / "config.json").read_text())
@@ -264,6 +272,22 @@ def test_run_errors_are_run_errors(tmp_path, run_dir):
     (partial / "best.pt").write_bytes((run_dir / "best.pt").read_bytes())
     with pytest.raises(RunError, match="do not fit model2"):
         load_predictor(partial)
+
+
+def test_a_run_folder_without_dataset_json_is_one_line_for_every_command(tmp_path, run_dir, capsys):
+    """No run is read as Fashion-MNIST by default: without dataset.json predict, export and
+    evaluate each refuse it in one line, exit 2."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "dataset.json").unlink()
+    img = save(Image.fromarray(ARRAYS["test_images"][0]), tmp_path / "a.png")
+    data = write_dataset(tmp_path / "data", ARRAYS)
+    for argv in (["predict", run, img, "-q"], ["export", run, "--format", "torchscript", "-q"],
+                 ["evaluate", run, "--data-dir", data, "--no-verify", "-q"]):
+        assert main([str(a) for a in argv]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"cnnlstm {argv[0]}: error: "), err
+        assert f"{run}: dataset.json is missing" in err[0], err
 
 
 # --------------------------------------------------------------------------- CLI

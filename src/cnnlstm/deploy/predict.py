@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from cnnlstm.config import TrainConfig
-from cnnlstm.data import FASHION_CLASSES, FASHION_NORM, Norm, to_tensor
+from cnnlstm.data import Norm, to_tensor
 from cnnlstm.data.sources import IDX_FAMILIES
 from cnnlstm.deploy.images import IMAGE_SIZE, load_image
 from cnnlstm.errors import ImageError, RunError
 from cnnlstm.measure.inference import predict_probs
-from cnnlstm.runs import load_run_model, read_json, read_run_dataset, weights_path
+from cnnlstm.runs import DATASET_FILE, load_run_dataset, load_run_model, weights_path
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LoadedRun:
     model : torch.nn.Module
         In eval mode, on the requested device.
     classes : tuple of str
-        Class names, index = label.
+        Class names, index = label (``dataset.json``'s).
     config : TrainConfig
         The run's ``config.json``.
     run_dir, weights : Path
@@ -51,7 +51,7 @@ class LoadedRun:
     channels : int
         Its channels (1 grey, 3 RGB).
     norm : Norm
-        The normalisation it trained with (``dataset.json``; Fashion-MNIST's for older runs).
+        The normalisation it trained with (the training split's, from ``dataset.json``).
     as_dataset : bool
         True for a run trained on an image folder or ``.npz``: files are then decoded exactly as
         the folder loader decodes them (mode, bilinear resize), not by Fashion-MNIST's
@@ -63,10 +63,10 @@ class LoadedRun:
     config: TrainConfig
     run_dir: Path
     weights: Path
-    image_size: int = IMAGE_SIZE
-    channels: int = 1
-    norm: Norm = FASHION_NORM
-    as_dataset: bool = False
+    image_size: int
+    channels: int
+    norm: Norm
+    as_dataset: bool
 
 
 @dataclass(frozen=True)
@@ -94,29 +94,6 @@ class FilePrediction:
         return {"file": self.file, "top": self.top}
 
 
-def run_class_names(run_dir: str | Path, cfg: TrainConfig, num_classes: int) -> tuple[str, ...]:
-    """Class names of a run: ``metrics.json``'s ``per_class`` names, else the dataset's defaults.
-
-    Without a usable ``metrics.json`` (a run trained with ``--no-eval``), a run on verified data
-    gets the Fashion-MNIST names and any other run ``class 0`` .. ``class N-1``, as
-    :func:`cnnlstm.data.class_names_for` would give its dataset.
-    """
-    path = Path(run_dir) / "metrics.json"
-    if path.exists():
-        try:
-            per_class = read_json(path).get("per_class") or []
-            names = tuple(str(row["name"]) for row in sorted(per_class, key=lambda r: int(r["label"])))
-            if len(names) == num_classes:
-                return names
-            log.warning("%s lists %d classes but the model has %d; using default names",
-                        path, len(names), num_classes)
-        except (RunError, AttributeError, KeyError, TypeError, ValueError) as exc:
-            log.warning("could not read class names from %s (%s); using default names", path, exc)
-    if cfg.verify and num_classes == len(FASHION_CLASSES):
-        return FASHION_CLASSES
-    return tuple(f"class {i}" for i in range(num_classes))
-
-
 def load_predictor(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
     """A run's model (:func:`cnnlstm.runs.load_run_model`), its class names and where it came from.
 
@@ -135,20 +112,21 @@ def load_predictor(run_dir: str | Path, which: str = "best", device: str | torch
     Raises
     ------
     RunError
-        Not a run folder, weights missing or damaged, or weights that do not fit the config.
+        Not a run folder, ``dataset.json`` missing or naming another number of classes than the
+        model has, weights missing or damaged, or weights that do not fit the config.
     """
     run_dir = Path(run_dir)
-    desc = read_run_dataset(run_dir) or {}
     model, cfg = load_run_model(run_dir, which, device)
+    desc = load_run_dataset(run_dir)
     path = weights_path(run_dir, which)
-    n_classes = model.num_classes
-    classes = tuple(desc["classes"]) if len(desc.get("classes") or ()) == n_classes else run_class_names(
-        run_dir, cfg, n_classes)
-    log.debug("loaded %s (%s, %d classes) on %s", path, cfg.model, n_classes, device)
+    classes = tuple(str(name) for name in desc["classes"])
+    if len(classes) != model.num_classes:
+        raise RunError(f"{run_dir}/{DATASET_FILE} names {len(classes)} classes but the model in {path.name} "
+                       f"has {model.num_classes} outputs")
+    log.debug("loaded %s (%s, %d classes) on %s", path, cfg.model, len(classes), device)
     return LoadedRun(model=model, classes=classes, config=cfg, run_dir=run_dir, weights=path,
-                     image_size=int(desc.get("image_size", IMAGE_SIZE)), channels=int(desc.get("channels", 1)),
-                     norm=Norm.from_dict(desc["norm"]) if "norm" in desc else FASHION_NORM,
-                     as_dataset=desc.get("name", "fashion-mnist") not in IDX_FAMILIES)
+                     image_size=int(desc["image_size"]), channels=int(desc["channels"]),
+                     norm=Norm.from_dict(desc["norm"]), as_dataset=desc["name"] not in IDX_FAMILIES)
 
 
 def _load_one(path: str, size: int, channels: int | None) -> np.ndarray | ImageError:
