@@ -2,9 +2,11 @@
 
 The exported model is :class:`ProbabilityModel`: the run's classifier followed by a softmax.
 
-- input ``images``: float32 ``(N, 1, 28, 28)``, any N, normalised like the training images:
-  ``(pixel / 255 - 0.2860) / 0.3530`` with the object light on a dark background (see
-  :mod:`cnnlstm.deploy.images` for turning a photo into such a 28x28 image);
+- input ``images``: float32 ``(N, C, S, S)``, any N, with the channels ``C`` (1 grey, 3 RGB) and
+  side ``S`` of the run's dataset, normalised like the training images, per channel
+  ``(pixel / 255 - mean) / std`` with the training split's statistics (Fashion-MNIST:
+  ``(N, 1, 28, 28)``, ``(pixel / 255 - 0.2860) / 0.3530``, the object light on a dark background;
+  see :mod:`cnnlstm.deploy.images` for turning a photo into such an image);
 - output ``probs``: float32 ``(N, num_classes)``, softmax probabilities (rows sum to 1).
 
 Beside ``FILE`` goes ``FILE.json`` (and the same card is embedded in the file: TorchScript
@@ -55,7 +57,7 @@ class ProbabilityModel(nn.Module):
     Parameters
     ----------
     model : nn.Module
-        A classifier returning logits ``(N, C)`` for images ``(N, 1, H, W)``.
+        A classifier returning logits ``(N, classes)`` for images ``(N, C, H, W)``.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -63,7 +65,7 @@ class ProbabilityModel(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(N, C)`` for normalised images ``(N, 1, H, W)``."""
+        """Probabilities ``(N, classes)`` for normalised images ``(N, C, H, W)``."""
         return torch.softmax(self.model(images), dim=1)
 
 
@@ -182,7 +184,7 @@ def onnx_bytes(module: nn.Module, example: torch.Tensor, card: dict) -> bytes:
 
 
 def run_exported(path: str | Path, fmt: str, images: np.ndarray) -> np.ndarray:
-    """Run an exported file on ``images`` ``float32 (N, 1, H, W)``; returns probabilities ``(N, C)``.
+    """Run an exported file on ``images`` ``float32 (N, C, H, W)``; returns probabilities ``(N, classes)``.
 
     ONNX files run on :class:`onnx.reference.ReferenceEvaluator` (pure NumPy, no onnxruntime).
     """

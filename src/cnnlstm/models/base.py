@@ -1,9 +1,10 @@
 """The one interface every classifier implements, plus small shared building blocks.
 
 Every model is an :class:`ImageClassifier`: ``forward_features`` maps a normalised image batch
-``(B, 1, H, W)`` to a feature matrix ``(B, feature_dim)``; ``forward_head`` maps features to logits
-``(B, num_classes)``. t-SNE, feature export and the SVM loss (which penalises the head weights)
-all go through these two methods, so they work on every registered model alike.
+``(B, C, H, W)`` (``C`` is the model's ``in_channels``: 1 grey, 3 RGB) to a feature matrix
+``(B, feature_dim)``; ``forward_head`` maps features to logits ``(B, num_classes)``. t-SNE,
+feature export and the SVM loss (which penalises the head weights) all go through these two
+methods, so they work on every registered model alike.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ImageClassifier(nn.Module):
         self.head: nn.Linear = nn.Linear(self.feature_dim, self.num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Map images ``(B, 1, H, W)`` to features ``(B, feature_dim)``."""
+        """Map images ``(B, C, H, W)`` to features ``(B, feature_dim)``."""
         raise NotImplementedError
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,7 @@ class ImageClassifier(nn.Module):
         return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` for images ``(B, 1, H, W)``."""
+        """Logits ``(B, num_classes)`` for images ``(B, C, H, W)``."""
         return self.forward_head(self.forward_features(x))
 
     @property

@@ -119,7 +119,7 @@ class ConvLSTMClassifier(ImageClassifier):
     Parameters
     ----------
     stem : {"baseline", "ji", "flagship"}
-        The convolutional stem (see :data:`STEMS`), mapping images ``(B, 1, H, W)`` to a
+        The convolutional stem (see :data:`STEMS`), mapping images ``(B, in_channels, H, W)`` to a
         feature map ``(B, C, H', W')``.
     channels : tuple of int
         Output channels of the stem's convolutions (two for ``baseline`` and ``ji``).
@@ -188,10 +188,11 @@ class ParallelCNNLSTM(ImageClassifier):
     The plan's parallel kind of CNN-LSTM (its ref. [10]), sized like Model I by default, and
     registered as ``parallel_cnn_lstm`` with these defaults:
 
-    CNN branch: :func:`baseline_stem` (Conv(1,8,5) ReLU Pool2 Conv(8,32,5) ReLU Pool2) -> FC(512,
-    64) -> ReLU. LSTM branch: the raw normalised image read as a sequence (``rows``: 28 steps of
-    28 pixels) -> LSTM(64) -> last hidden state. Features: the two concatenated (128) -> dropout
-    -> FC(128, 10); ``feature_dim = cnn_features + lstm_hidden * dirs``.
+    CNN branch: :func:`baseline_stem` (Conv(C,8,5) ReLU Pool2 Conv(8,32,5) ReLU Pool2) -> FC(512,
+    64) -> ReLU. LSTM branch: the raw normalised image read as a sequence (``rows``: H steps of
+    C*W values, 28 steps of 28 pixels on 28x28 grey) -> LSTM(64) -> last hidden state. Features:
+    the two concatenated (128) -> dropout -> FC(128, 10); ``feature_dim = cnn_features +
+    lstm_hidden * dirs``. FC(512, 64) is at 28x28; the width follows ``image_size``.
     """
 
     def __init__(
@@ -230,7 +231,7 @@ class ParallelCNNLSTM(ImageClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` -> ``[cnn features, lstm features]`` ``(B, feature_dim)``."""
         cnn = self.cnn_fc(self.conv(x).flatten(1))  # (B, cnn_features)
-        # rows: (B, 28, 28) -> (B, dirs*h). Under autocast the raw fp32 image must be cast like the
+        # rows: (B, H, C*W) -> (B, dirs*h). Under autocast the raw fp32 image must be cast like the
         # conv branch's output: oneDNN's CPU LSTM rejects fp32 input once autocast is on.
         rnn = self.reader(to_sequence(x, self.seq_axis).to(cnn.dtype))
         return self.dropout(torch.cat([cnn, rnn], dim=1))
@@ -238,7 +239,7 @@ class ParallelCNNLSTM(ImageClassifier):
 
 def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1,
                   first_stride: int = 1) -> nn.Sequential:
-    """Table II's conv layers: Conv(1,c1,5) ReLU Pool2 Conv(c1,c2,5) ReLU Pool2 (28 -> 4x4)."""
+    """Table II's conv layers: Conv(in_channels,c1,5) ReLU Pool2 Conv(c1,c2,5) ReLU Pool2 (28 -> 4x4)."""
     check_paper_stem("baseline", depth, first_stride)
     c1, c2 = check_pair("channels", channels)
     return nn.Sequential(
@@ -249,7 +250,7 @@ def baseline_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, i
 
 def ji_stem(channels: tuple[int, ...], batch_norm: bool, depth: int = 1, in_channels: int = 1,
             first_stride: int = 1) -> nn.Sequential:
-    """Ji (2022)'s convolutions, as we wire them: Conv(1,c1,3) ReLU Pool2 Conv(c1,c2,5) ReLU.
+    """Ji (2022)'s convolutions, as we wire them: Conv(in_channels,c1,3) ReLU Pool2 Conv(c1,c2,5) ReLU.
 
     The paper lists the layers (Conv 3x3x20, MaxPool 2x2, Conv 5x5x20, LSTM + FC + softmax,
     maximum-likelihood training) but publishes no wiring; ours, an assumption: 28 -> 26 -> 13
