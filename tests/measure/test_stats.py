@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cnnlstm.measure.stats import compare, mcnemar_exact, mean_std, paired_bootstrap, paired_test, seed_interval
+from cnnlstm.measure.stats import (
+    MARGIN,
+    adjust,
+    compare,
+    mcnemar_exact,
+    mean_std,
+    paired_bootstrap,
+    paired_test,
+    seed_interval,
+)
 
 
 def test_mean_std_semantics():
@@ -46,8 +55,96 @@ def test_a_single_seed_is_compared_on_its_own_seed_not_against_the_other_mean():
 def test_overlapping_models_make_no_beat_sentence():
     a = {0: 0.920, 1: 0.911, 2: 0.925}
     b = {0: 0.918, 1: 0.915, 2: 0.921}
-    text = compare("cnn_lstm", "cnn_twin", a, b).sentence()
-    assert "beat" not in text and text.startswith("no measurable difference") and "3 seeds" in text
+    c = compare("cnn_lstm", "cnn_twin", a, b)
+    text = c.sentence()
+    assert c.kind == "inconclusive" and "beat" not in text and text.startswith("inconclusive at 3 seeds")
+    # it says how large a difference the interval still allows, each way, and what this n could detect
+    assert f"allows cnn_lstm up to {100 * c.seeds.high:+.2f}" in text and f"cnn_twin up to {-100 * c.seeds.low:+.2f}" in text
+    assert f"detectable at 80% power: {100 * c.verdict.mde:.2f} points" in text
+
+
+def _scores(diffs, base=0.9):
+    """Per-seed scores of A and B whose paired differences are ``diffs`` (accuracy fractions)."""
+    b = {k: base + 0.001 * (k % 3) for k in range(len(diffs))}
+    return {k: b[k] + d for k, d in enumerate(diffs)}, b
+
+
+#: Synthetic paired differences (fractions) with known verdicts at the default margin of 0.5 points.
+KNOWN = {
+    "A better": [0.012, 0.010, 0.014, 0.011, 0.013],        # +1.2 points, tight
+    "B better": [-0.012, -0.010, -0.014, -0.011, -0.013],
+    "equivalent": [0.0005, -0.0004, 0.0002, -0.0001, 0.0003, -0.0002, 0.0001, 0.0],  # ±0.05 points
+    "inconclusive": [0.012, -0.010, 0.006, -0.011, 0.002],  # wide, crossing 0 and reaching past ±0.5
+}
+
+
+@pytest.mark.parametrize("expected", sorted(KNOWN))
+def test_each_verdict_appears_where_it_should_and_agrees_with_statsmodels(expected):
+    from statsmodels.stats.weightstats import ttost_paired
+
+    a, b = _scores(KNOWN[expected])
+    c = compare("A", "B", a, b)
+    assert c.kind == expected
+    xa, xb = np.array(list(a.values())), np.array(list(b.values()))
+    p_t = sps.ttest_rel(xa, xb).pvalue
+    p_tost = ttost_paired(xa, xb, -MARGIN, MARGIN)[0]
+    assert c.verdict.pvalue == pytest.approx(p_t) and c.verdict.tost_p == pytest.approx(p_tost)
+    decided = ("A better" if xa.mean() > xb.mean() else "B better") if p_t < 0.05 else (
+        "equivalent" if p_tost < 0.05 else "inconclusive")
+    assert c.kind == decided
+    # the equivalence verdict is the 90% interval inside ±m
+    if expected == "equivalent":
+        ci90 = sps.ttest_rel(xa, xb).confidence_interval(0.90)
+        assert -MARGIN < ci90.low and ci90.high < MARGIN
+        assert c.sentence().startswith("A and B are equivalent within ±0.50 points at 8 seeds")
+
+
+def test_the_detectable_effect_is_statsmodels_power_solution_times_the_spread():
+    from statsmodels.stats.power import TTestPower
+
+    a, b = _scores(KNOWN["inconclusive"])
+    c = compare("A", "B", a, b)
+    d = np.array(KNOWN["inconclusive"])
+    want = TTestPower().solve_power(nobs=5, alpha=0.05, power=0.8) * d.std(ddof=1)
+    assert c.verdict.mde == pytest.approx(want, rel=1e-6)
+    # a test at that effect size, n and alpha has 80% power: the statsmodels power function agrees
+    assert TTestPower().power(effect_size=want / d.std(ddof=1), nobs=5, alpha=0.05) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_holm_within_a_family_equals_multipletests_and_can_take_a_claim_away():
+    from statsmodels.stats.multitest import multipletests
+
+    family = [compare(f"A{i}", "B", *_scores(d)) for i, d in enumerate(
+        ([0.004, 0.006, 0.005, 0.003, 0.007], [0.01, 0.0, 0.008, 0.006, 0.004], [0.002, -0.002, 0.001, 0.0, 0.003]))]
+    raw = [c.seeds.pvalue for c in family]
+    adjusted = adjust(family, "toy")
+    assert [c.verdict.pvalue for c in adjusted] == pytest.approx(list(multipletests(raw, method="holm")[1]))
+    assert [c.verdict.tost_p for c in adjusted] == pytest.approx(
+        list(multipletests([c.verdict.tost_p for c in family], method="holm")[1]))
+    assert all(c.verdict.family == "toy" and c.verdict.method == "holm" for c in adjusted)
+    # a p-value under 0.05 alone that does not survive the family's correction is no claim
+    lone = [i for i, c in enumerate(family) if c.kind == "A better" and adjusted[i].kind != "A better"]
+    assert lone, [(c.seeds.pvalue, a.verdict.pvalue) for c, a in zip(family, adjusted)]
+    assert "Holm-adjusted in 'toy'" in adjusted[lone[0]].sentence()
+
+
+def test_identical_paired_differences_give_no_interval_and_no_claim():
+    a, b = _scores([0.01, 0.01, 0.01])
+    c = compare("A", "B", a, b)
+    assert c.seeds.low is None and c.seeds.pvalue is None and c.kind == "no interval"
+    text = c.sentence()
+    assert "beat" not in text and "no interval and no claim" in text
+    assert adjust([c], "f")[0] == c
+
+
+def test_comparison_rows_recompute_from_the_per_seed_numbers():
+    a, b = _scores(KNOWN["inconclusive"])
+    row = compare("A", "B", a, b).row("pairs")
+    d = 100 * (np.array(list(a.values())) - np.array(list(b.values())))
+    ci = sps.ttest_rel(d, np.zeros_like(d)).confidence_interval(0.95)
+    assert row["n"] == 5 and row["diff"] == pytest.approx(d.mean()) and row["margin"] == 0.5
+    assert (row["low"], row["high"]) == pytest.approx((ci.low, ci.high))
+    assert row["verdict"] == "inconclusive" and row["family"] == "pairs"
 
 
 def test_separated_models_make_a_beat_sentence_with_the_interval():
