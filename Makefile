@@ -62,9 +62,3 @@ bench: venv system-deps-run
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
-
-# Fill the git-ignored .device-carry/ (Fashion-MNIST .gz files + wheels a GPU machine without
-# network lacks) for benchmarks/gpu_check.sh; see docs/scaling.md, "Checking a GPU machine".
-.PHONY: gpu-carry
-gpu-carry: venv-test
-	PYTHON=$(PY) bash benchmarks/gpu_carry.sh

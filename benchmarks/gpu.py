@@ -10,10 +10,10 @@
    first reaches 92% and 94.5% are printed ("not reached" otherwise), beside the same for the
    validation accuracy of ``history.csv``.
 
-With ``--json`` the results file is rewritten after every part, so a run stopped by a time limit
-still leaves the parts it finished.
+With ``--json`` the results file is rewritten after every part, so a run stopped early (Ctrl-C,
+a batch system's wall-time limit) still leaves the parts it finished.
 
-About 2-3 minutes on an H100 (target: under 8). Without CUDA it exits with a message;
+About 2-3 minutes on an H100. Without CUDA it exits with a message;
 ``--dry-run`` runs every code path on the CPU with synthetic data and tiny sizes instead (the
 numbers it prints mean nothing).
 
