@@ -47,14 +47,16 @@ def _differences(md: str) -> str:
 
 def test_clearly_separated_models_get_a_beat_sentence_with_the_interval(tmp_path):
     text = _differences(_report(tmp_path, {"model1_lstm": [0.910, 0.915, 0.905], "model1": [0.860, 0.870, 0.865]}))
-    assert "model1_lstm beat model1 by 4.50 points (95% CI" in text and "3 seeds)" in text
+    assert "model1_lstm beat model1 by 4.50 points (95% CI" in text and "3 seeds, p = " in text
+    assert "Holm-adjusted in 'every pair of experiments'" in text and "| A better |" in text
     assert "McNemar" in text and "| same |" in text
 
 
 def test_overlapping_models_get_no_beat_sentence(tmp_path):
     text = _differences(_report(tmp_path, {"cnn_lstm": [0.920, 0.912, 0.925], "cnn_twin": [0.918, 0.917, 0.921]}))
     assert " beat " not in text
-    assert "no measurable difference between cnn_lstm and cnn_twin at 3 seeds" in text
+    assert "inconclusive at 3 seeds: cnn_lstm - cnn_twin = " in text and "| inconclusive |" in text
+    assert "no measurable difference" not in text
 
 
 def test_single_seed_pairs_are_labelled_and_different_recipes_are_flagged(tmp_path):

@@ -12,7 +12,7 @@ from cnnlstm.cli import main
 from cnnlstm.errors import ConfigError
 from cnnlstm.reporting.compare import SeedRun, match_pairs
 from cnnlstm.study.compare import plan_compare
-from cnnlstm.study.study_report import control_comparisons
+from cnnlstm.study.study_report import LSTM_FAMILY, control_comparisons
 
 
 def _runs(tmp_path, model, accs, config=None):
@@ -49,7 +49,7 @@ def test_no_difference_and_recipe_differences_are_said(tmp_path):
     a = _runs(tmp_path, "a", [0.90, 0.88, 0.91])
     b = _runs(tmp_path, "b", [0.89, 0.90, 0.895], config={"epochs": 5})
     (pair,) = match_pairs({"a": a, "b": b}, [("a", "b")])
-    assert "no measurable difference between a and b at 3 seeds" in pair.claim()
+    assert pair.claim().startswith("inconclusive at 3 seeds: a - b = ") and "allows a up to" in pair.claim()
     assert "not a matched comparison (epochs 3 vs 5)" in pair.claim()
 
 
@@ -58,7 +58,8 @@ def test_the_study_asks_the_same_function(tmp_path):
     c = _runs(tmp_path, "model1", [0.85, 0.86, 0.87])
     models = {"model1_lstm": {"seed_runs": h}, "model1": {"seed_runs": c}}
     (study_pair,) = control_comparisons(models)
-    (compare_pair,) = match_pairs({"model1_lstm": h, "model1": c}, [("model1_lstm", "model1")])
+    (compare_pair,) = match_pairs({"model1_lstm": h, "model1": c}, [("model1_lstm", "model1")],
+                                  family=LSTM_FAMILY)
     assert study_pair == compare_pair and study_pair.claim() == compare_pair.claim()
 
 
@@ -79,7 +80,8 @@ def test_compare_end_to_end_and_resume(tiny_data_dir, tmp_path, capsys):
             "--out", str(out), "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "model1 and model2 at 2 seeds" in printed or "beat" in printed
+    assert "at 2 seeds" in printed or "beat" in printed
+    assert "Holm-adjusted in 'every pair compared'" in printed
     report = (out / "report.md").read_text()
     assert "| model1 | model2 |" in report and "figures/forest.png" in report
     assert (out / "figures" / "forest.png").is_file()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlstm.config import RUNTIME_KEYS, config_differences
-from cnnlstm.measure.stats import Comparison, compare
+from cnnlstm.measure.stats import MARGIN, Comparison, adjust, compare
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _predictions(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def compare_groups(a: str, runs_a: Sequence[SeedRun], b: str, runs_b: Sequence[SeedRun], *,
-                   seed: int = 0, n_resamples: int = 2000) -> Comparison:
+                   seed: int = 0, n_resamples: int = 2000, margin: float = MARGIN) -> Comparison:
     """Compare two models' runs: seed k paired with seed k, and the same test images per pair.
 
     Returns
@@ -71,15 +71,20 @@ def compare_groups(a: str, runs_a: Sequence[SeedRun], b: str, runs_b: Sequence[S
         predictions[k] = (pa[0], pa[1], pb[1])
     return compare(a, b, {k: r.accuracy for k, r in by_seed_a.items()},
                    {k: r.accuracy for k, r in by_seed_b.items()}, predictions=predictions, seed=seed,
-                   n_resamples=n_resamples)
+                   n_resamples=n_resamples, margin=margin)
 
 
 def comparison_cells(c: Comparison) -> dict[str, str]:
-    """The table cells of a comparison over seeds: the difference, its interval, n."""
-    s = c.seeds
-    ci = f"{100 * s.low:+.2f} to {100 * s.high:+.2f}" if s.low is not None else "— (1 seed)"
+    """The table cells of a comparison over seeds: the difference, its interval, n, the verdict
+    against the margin, the (adjusted) p-value and the effect detectable at this n."""
+    s, v = c.seeds, c.verdict
+    ci = f"{100 * s.low:+.2f} to {100 * s.high:+.2f}" if s.low is not None else (
+        "— (1 seed)" if s.n < 2 else "— (no spread)")
     return {"Δ (points)": f"{100 * s.diff:+.2f}", "95% CI over seeds": ci,
-            "n": f"{s.n}{' paired' if s.paired else ''}"}
+            "n": f"{s.n}{' paired' if s.paired else ''}",
+            "verdict": c.kind if c.kind != "equivalent" else f"equivalent within ±{100 * v.margin:.2f}",
+            "p" + (f" ({v.method})" if v.method else ""): "" if v.pvalue is None else f"{v.pvalue:.2g}",
+            "MDE (points)": "" if v.mde is None else f"{100 * v.mde:.2f}"}
 
 
 def seed_pair_rows(c: Comparison) -> list[dict[str, str]]:
@@ -118,15 +123,26 @@ class MatchedPair:
                 "low": None if s.low is None else 100 * s.low, "high": None if s.high is None else 100 * s.high}
 
 
-def match_pairs(groups: Mapping[str, Sequence[SeedRun]], pairs: Sequence[tuple[str, str]]) -> list[MatchedPair]:
+def match_pairs(groups: Mapping[str, Sequence[SeedRun]], pairs: Sequence[tuple[str, str]], *,
+                family: str = "", margin: float = MARGIN) -> list[MatchedPair]:
     """:func:`compare_groups` for each ``(a, b)`` whose two sides both have runs, with their recipe check.
 
     The one function behind every matched comparison the project prints: ``cnnlstm compare``'s
-    table and the study's "What the LSTM adds".
+    table and the study's "What the LSTM adds". With ``family`` named, the pairs are one family of
+    hypotheses and their p-values are adjusted within it (Holm, :func:`cnnlstm.measure.stats.adjust`);
+    a caller that adjusts a larger family itself leaves it "".
     """
-    out = []
-    for a, b in pairs:
-        if groups.get(a) and groups.get(b):
-            out.append(MatchedPair(a, b, compare_groups(a, groups[a], b, groups[b]),
-                                   recipe_differences(groups[a][0].config, groups[b][0].config)))
-    return out
+    found = [(a, b) for a, b in pairs if groups.get(a) and groups.get(b)]
+    comparisons = [compare_groups(a, groups[a], b, groups[b], margin=margin) for a, b in found]
+    if family:
+        comparisons = adjust(comparisons, family)
+    return [MatchedPair(a, b, c, recipe_differences(groups[a][0].config, groups[b][0].config))
+            for (a, b), c in zip(found, comparisons)]
+
+
+def adjust_pairs(pairs: Sequence[MatchedPair], family: str) -> list[MatchedPair]:
+    """``pairs`` with their comparisons adjusted as one family (Holm)."""
+    from dataclasses import replace
+
+    adjusted = adjust([p.comparison for p in pairs], family)
+    return [replace(p, comparison=c) for p, c in zip(pairs, adjusted)]

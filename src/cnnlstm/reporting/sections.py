@@ -109,39 +109,32 @@ def _group_label(group: Sequence[RunRecord], groups: Sequence[Sequence[RunRecord
 
 
 def differences_section(groups: Sequence[Sequence[RunRecord]]) -> Section | None:
-    """Every pair of experiments: Δ accuracy with its 95% interval over seeds, McNemar, bootstrap."""
-    from cnnlstm.reporting.compare import (
-        SEED_PAIR_NOTE,
-        SeedRun,
-        compare_groups,
-        comparison_cells,
-        recipe_differences,
-        seed_pair_rows,
-    )
+    """Every pair of experiments: Δ accuracy with its 95% interval over seeds, the verdict against the
+    margin (Holm over all the pairs, one family), McNemar and the bootstrap per seed pair."""
+    from cnnlstm.measure.stats import MARGIN
+    from cnnlstm.reporting.compare import SEED_PAIR_NOTE, SeedRun, comparison_cells, match_pairs, seed_pair_rows
 
     scored = [g for g in groups if all(r.metrics for r in g)]
     if len(scored) < 2 or len(scored) > MAX_EXPERIMENTS_COMPARED:
         return None
-    as_seed_runs = [[SeedRun(int(r.config.get("seed", i)), r.metrics["accuracy"], r.path, r.config)
-                     for i, r in enumerate(g)] for g in scored]
-    rows, pair_rows, sentences = [], [], []
-    for i in range(len(scored)):
-        for j in range(i + 1, len(scored)):
-            a, b = _group_label(scored[i], scored), _group_label(scored[j], scored)
-            cmp = compare_groups(a, as_seed_runs[i], b, as_seed_runs[j])
-            diffs = recipe_differences(scored[i][0].config, scored[j][0].config)
-            rows.append({"A": a, "B": b, **comparison_cells(cmp),
-                         "recipe": "same" if not diffs else "DIFFERS: " + "; ".join(diffs)})
-            pair_rows += seed_pair_rows(cmp)
-            sentences.append(cmp.sentence() + (" (not a matched comparison: the recipes differ)" if diffs else "")
-                             + ".")
+    runs = {_group_label(g, scored): [SeedRun(int(r.config.get("seed", i)), r.metrics["accuracy"], r.path, r.config)
+                                      for i, r in enumerate(g)] for g in scored}
+    names = list(runs)
+    pairs = match_pairs(runs, [(a, b) for i, a in enumerate(names) for b in names[i + 1:]],
+                        family="every pair of experiments")
+    rows = [{"A": p.a, "B": p.b, **comparison_cells(p.comparison),
+             "recipe": "same" if not p.differences else "DIFFERS: " + "; ".join(p.differences)} for p in pairs]
+    pair_rows = [r for p in pairs for r in seed_pair_rows(p.comparison)]
     return Section("Differences between experiments", [
         Paragraph("Δ = A − B in points of test accuracy. The interval is a 95% t-interval over seeds (seed k "
-                  "of A paired with seed k of B where both exist, else Welch's); McNemar's exact test and the "
-                  "paired bootstrap use the two runs' predictions of the same test images, one seed pair at a "
-                  "time, and measure test-set noise only. A win is claimed only when the seed interval "
-                  "excludes 0."),
-        Table(rows, list(rows[0])), *[Paragraph(t) for t in sentences],
+                  "of A paired with seed k of B where both exist, else Welch's). The verdict is one of four "
+                  f"against a margin of ±{100 * MARGIN:.1f} points: A better, B better (the t-test rejects 0), "
+                  "equivalent (TOST: the 90% interval lies inside the margin) or inconclusive at this n; the "
+                  "p-values are Holm-adjusted over every pair of this report, one family. MDE is the difference "
+                  "this n detects with 80% power. McNemar's exact test and the paired bootstrap use the two "
+                  "runs' predictions of the same test images, one seed pair at a time, and measure test-set "
+                  "noise only."),
+        Table(rows, list(rows[0])), *[Paragraph(p.claim()) for p in pairs],
         *([Paragraph(SEED_PAIR_NOTE), Table(pair_rows, list(pair_rows[0]))] if pair_rows else [])])
 
 

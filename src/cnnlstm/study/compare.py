@@ -138,7 +138,7 @@ def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *,
     """``report.html``/``report.md`` and ``figures/forest.png`` of a comparison folder."""
     groups = seed_runs(root, jobs)
     models = list(dict.fromkeys(j.cfg.model for j in jobs))
-    pairs = match_pairs(groups, list(itertools.combinations(models, 2)))
+    pairs = match_pairs(groups, list(itertools.combinations(models, 2)), family="every pair compared")
     data = (f"Data: {ds.name} ({ds.image_size}x{ds.image_size}, {'RGB' if ds.channels == 3 else 'greyscale'}, "
             f"{ds.num_classes} classes; arrays SHA-256 {ds.checksum[:16]}...). Test accuracy on its "
             f"{len(ds.test_labels):,} test images; every model under the same preset, overrides and seeds.")

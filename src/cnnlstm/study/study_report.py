@@ -1,7 +1,7 @@
 """The study's report: the plan's question answered with matched controls and intervals.
 
-Sections, in reading order: a summary whose every claim holds at 95% (or says there is no
-measurable difference, or that it rests on one seed); "What the LSTM adds" (each hybrid beside
+Sections, in reading order: a summary whose every claim is a verdict of :mod:`cnnlstm.measure.stats`
+(A better, B better, equivalent within the margin, or inconclusive at this n; or that it rests on one seed); "What the LSTM adds" (each hybrid beside
 its no-LSTM control, trained under the same recipe); the plan's Tables I and II, published vs
 measured, where a run shorter than its published recipe is marked not comparable; the ablations;
 the flagship's figures; the t-SNE comparison; the exploration; where the time went (the job log).
@@ -24,7 +24,7 @@ import numpy as np
 
 from cnnlstm.config import config_to_dict
 from cnnlstm.data import Dataset
-from cnnlstm.measure.stats import Comparison, format_mean_std, mean_std, one_sample_interval
+from cnnlstm.measure.stats import Comparison, adjust, format_mean_std, mean_std, one_sample_interval
 from cnnlstm.reporting import figures as plots
 from cnnlstm.reporting.compare import (
     SEED_PAIR_NOTE,
@@ -114,9 +114,15 @@ def published_tables(models: dict[str, dict]) -> tuple[list[dict], list[dict]]:
 # --------------------------------------------------------------------------- what the LSTM adds
 
 
+#: The study's families of hypotheses, each adjusted within itself (Holm).
+LSTM_FAMILY = "hybrid vs control"
+ABLATION_FAMILY = "ablations vs all_on"
+
+
 def control_comparisons(models: dict[str, dict]) -> list[MatchedPair]:
-    """Every hybrid against its control, for the pairs the study trained (:func:`match_pairs`)."""
-    return match_pairs({name: agg["seed_runs"] for name, agg in models.items()}, CONTROL_PAIRS)
+    """Every hybrid against its control, for the pairs the study trained (:func:`match_pairs`): one
+    family, :data:`LSTM_FAMILY`, adjusted together."""
+    return match_pairs({name: agg["seed_runs"] for name, agg in models.items()}, CONTROL_PAIRS, family=LSTM_FAMILY)
 
 
 def forest_figure(pairs: list[MatchedPair], path: Path) -> Figure:
@@ -125,7 +131,7 @@ def forest_figure(pairs: list[MatchedPair], path: Path) -> Figure:
 
     plots.plot_forest([p.forest_row() for p in pairs], path)
     return Figure(path, "Δ test accuracy of each pair with its 95% t-interval over paired seeds; an interval "
-                        "that crosses the dashed zero line is no measurable difference")
+                        "that crosses the dashed zero line claims no difference (the table gives each verdict)")
 
 
 def control_rows(models: dict[str, dict], comparisons: list[MatchedPair], ds: Dataset) -> list[dict]:
@@ -154,8 +160,9 @@ def ablation_comparisons(ablations: dict[str, dict]) -> dict[str, Comparison]:
     ref = ablations.get("all_on")
     if not ref:
         return {}
-    return {name: compare_groups(name, agg["seed_runs"], "all_on", ref["seed_runs"])
-            for name, agg in ablations.items() if name != "all_on"}
+    names = [name for name in ablations if name != "all_on"]
+    raw = [compare_groups(name, ablations[name]["seed_runs"], "all_on", ref["seed_runs"]) for name in names]
+    return dict(zip(names, adjust(raw, ABLATION_FAMILY)))
 
 
 def ablation_rows(ablations: dict[str, dict], comparisons: dict[str, Comparison]) -> list[dict]:
@@ -169,7 +176,7 @@ def ablation_rows(ablations: dict[str, dict], comparisons: dict[str, Comparison]
                      "test %": fmt_pct(agg["acc_mean"], agg["acc_std"], agg["n"]),
                      "Δ vs all on (points)": cells.get("Δ (points)", ""),
                      "95% CI over seeds": cells.get("95% CI over seeds", ""),
-                     "seeds": agg["n"], "epochs": agg["epochs"], "train time (s)": f"{agg['seconds']:.0f}"})
+                     "verdict": cells.get("verdict", ""), "seeds": agg["n"], "epochs": agg["epochs"], "train time (s)": f"{agg['seconds']:.0f}"})
     return rows
 
 
@@ -198,23 +205,31 @@ def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, C
     """
     lines: list[str | list[str]] = []
     if comparisons:
-        lines.append("What the LSTM adds, each hybrid against its control at the same recipe and schedule:")
+        margin = 100 * comparisons[0].comparison.verdict.margin
+        short = preset.overrides.get("epochs") or preset.flagship_overrides.get("epochs")
+        when = (f" after {short} epochs, this preset's short schedule: a statement about how fast each model "
+                "learns, not where it ends" if short else "")
+        lines.append(f"What the LSTM adds, each hybrid against its control at the same recipe and schedule{when} "
+                     f"(margin ±{margin:.1f} points; p-values Holm-adjusted over the {len(comparisons)} pairs):")
         lines.append([pair.claim() for pair in comparisons])
     if fashion and (text := flagship_vs_published(models)) is not None:
         lines.append(text)
     if ablation_cmp:
-        measurable = [(abs(c.seeds.diff), name, c) for name, c in ablation_cmp.items() if c.seeds.excludes_zero]
-        if measurable:
-            _, name, c = max(measurable)
-            lines.append(f"Of the ablations, the largest measurable change was {ABLATIONS[name][0]}: "
-                         f"{c.sentence()}.")
+        claimed = [(abs(c.seeds.diff), name, c) for name, c in ablation_cmp.items()
+                   if c.kind in ("A better", "B better")]
+        if claimed:
+            _, name, c = max(claimed)
+            lines.append(f"Of the ablations, the largest change that survives Holm over the {len(ablation_cmp)} "
+                         f"ablations was {ABLATIONS[name][0]}: {c.sentence()}.")
         else:
             n = min(c.seeds.n for c in ablation_cmp.values())
+            kinds = [c.kind for c in ablation_cmp.values()]
             lines.append("The ablations ran at one seed each, so none can show a change of the flagship (an "
                          "interval needs at least two seeds); their single-seed differences are in the table."
                          if n < 2 else
-                         f"No ablation changed the flagship measurably at {n} seeds (every 95% interval "
-                         "includes 0).")
+                         f"No ablation changed the flagship at {n} seeds after Holm over the {len(kinds)} "
+                         f"ablations: {kinds.count('equivalent')} equivalent within the margin, "
+                         f"{kinds.count('inconclusive')} inconclusive (each row's interval is in the table).")
     if preset.note:
         lines.append(f"This preset ({preset.name}): {preset.note}.")
     return lines
@@ -323,11 +338,14 @@ REF_COLUMNS = ["model", "published", "measured (test %)", "seeds", "epochs", "sc
 
 HOW_TO_READ = (
     "Test accuracy in percent, mean ± sample std over the n seeds shown. Every best epoch was chosen on a "
-    "validation split held out of the training set, never on the test set. A difference between two "
-    "models is claimed only when its 95% t-interval over seeds (seed k paired with seed k) excludes 0; "
-    "McNemar's exact test and a paired bootstrap over the test images are shown per seed pair, and "
-    "measure test-set sampling noise only, not seed-to-seed variation. Training time is the training "
-    "loop's seconds on this machine (validation excluded).")
+    "validation split held out of the training set, never on the test set. Each comparison gives Δ, its 95% "
+    "t-interval over paired seeds (seed k with seed k), n, the effect this n detects with 80% power (MDE), and "
+    "one of four verdicts against a margin m of 0.5 points: A better or B better (the t-test rejects 0), "
+    "equivalent within ±m (TOST: the 90% interval lies inside ±m), or inconclusive at this n. P-values are "
+    "Holm-adjusted within each named family (the hybrid-vs-control pairs; the ablations). McNemar's exact test "
+    "and a paired bootstrap over the test images are shown per seed pair, and measure test-set sampling noise "
+    "only, not seed-to-seed variation. Training time is the training loop's seconds on this machine "
+    "(validation excluded).")
 
 
 def recipe_label(model: str, preset: StudyPreset, yours: frozenset[str] = frozenset()) -> str:
