@@ -56,7 +56,7 @@ class Norm:
         return cls(tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
 
 
-#: Fashion-MNIST's statistics; also what runs written before datasets recorded their own used.
+#: Fashion-MNIST's statistics (training split, per channel).
 FASHION_NORM = Norm((0.2860,), (0.3530,))
 
 

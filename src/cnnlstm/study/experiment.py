@@ -177,6 +177,8 @@ def train_run(cfg: TrainConfig, run_dir: str | Path, ds: Dataset, *, resume: boo
                 ckpt = load_checkpoint(run_dir / "checkpoint.pt")
             else:
                 log.info("%s has no checkpoint yet; starting it from the beginning", run_dir)
+            if rank == 0 and not (run_dir / DATASET_FILE).exists():  # a crash between config.json and it
+                write_json(run_dir / DATASET_FILE, ds.describe())
         else:
             cfg = fit_config_to_dataset(cfg, ds)
             if rank == 0:
