@@ -201,3 +201,33 @@ def done_run(tiny_data_dir, tmp_path) -> Path:
     train_run(cfg, run, ds, evaluate=False)
     evaluate_run(run, ds, figures=False)
     return run
+
+
+def assert_raw_numbers_recompute(folder: Path) -> int:
+    """A study folder's ``comparisons.csv`` intervals recompute from its ``results.csv`` (paired t, scipy).
+
+    Returns how many comparisons were recomputed, so a caller can require some.
+    """
+    from scipy import stats as sps
+
+    from cnnlstm.reporting.raw import CELL_FIELDS, read_csv
+
+    results = read_csv(folder / "results.csv")
+    checked = 0
+    for row in read_csv(folder / "comparisons.csv"):
+        cell = {k: row[k] for k in CELL_FIELDS}
+
+        def scores(model: str) -> dict:
+            return {r["seed"]: float(r["value"]) for r in results if r["model"] == model
+                    and r["metric"] == row["metric"] and all(r[k] == v for k, v in cell.items())}
+
+        a, b = scores(row["a"]), scores(row["b"])
+        common = sorted(set(a) & set(b))
+        assert int(row["n"]) == len(common), row
+        diffs = np.array([a[s] - b[s] for s in common]) * 100
+        assert float(row["diff"]) == pytest.approx(diffs.mean(), abs=1e-6), row
+        if row["low"]:
+            ci = sps.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
+            assert (float(row["low"]), float(row["high"])) == pytest.approx((ci.low, ci.high), abs=1e-6), row
+            checked += 1
+    return checked

@@ -14,6 +14,8 @@ from cnnlstm.reporting.compare import SeedRun, match_pairs
 from cnnlstm.study.compare import plan_compare
 from cnnlstm.study.study_report import LSTM_FAMILY, control_comparisons
 
+from conftest import assert_raw_numbers_recompute
+
 
 def _runs(tmp_path, model, accs, config=None):
     """Seed runs with known accuracies and predictions that reach exactly those accuracies."""
@@ -85,6 +87,7 @@ def test_compare_end_to_end_and_resume(tiny_data_dir, tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| model1 | model2 |" in report and "figures/forest.png" in report
     assert (out / "figures" / "forest.png").is_file()
+    assert assert_raw_numbers_recompute(out) == 1  # model1 vs model2 at 2 paired seeds
     before = json.loads((out / "runs" / "model1-s0" / "metrics.json").read_text())
     assert main(argv) == 0  # everything done: nothing retrains, the report is rewritten
     after = json.loads((out / "runs" / "model1-s0" / "metrics.json").read_text())

@@ -18,6 +18,8 @@ from cnnlstm.data import load_dataset
 from cnnlstm.study.reproduce import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs, recipe_changes, run_study
 from cnnlstm.study.study_report import write_study_report
 
+from conftest import assert_raw_numbers_recompute
+
 ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--quiet"]
 
 
@@ -105,6 +107,8 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     assert "data:image/png;base64," in html and "http://" not in html.split("<body")[0]
     assert (out / "runs/model1-s0/metrics.json").exists() and (out / "ablations/no_flip-s0/metrics.json").exists()
     assert (out / "explore/stats.json").exists()
+    # the raw numbers: both hybrid-vs-control pairs and the ablation recompute from results.csv
+    assert assert_raw_numbers_recompute(out) == 3
     assert (out / "figures/forest.png").is_file() and "figures/forest.png" in md  # the pairs' forest plot
     embedded = sorted(p.parent.name for p in out.glob("runs/*/embed.json"))
     assert len(embedded) == 2  # the best baseline and the best hybrid, picked on validation accuracy

@@ -26,7 +26,7 @@ from pathlib import Path
 from cnnlstm.config import resolve_model_source, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError
-from cnnlstm.measure.stats import mean_std
+from cnnlstm.measure.stats import MARGIN, mean_std
 from cnnlstm.reporting.compare import (
     SEED_PAIR_NOTE,
     MatchedPair,
@@ -36,6 +36,7 @@ from cnnlstm.reporting.compare import (
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Paragraph, Section, Table, write_report
+from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
 from cnnlstm.reporting.records import trained_size
 from cnnlstm.runs import read_json, write_json
 from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key
@@ -152,7 +153,11 @@ def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *,
         seed_rows = [r for p in pairs for r in seed_pair_rows(p.comparison)]
         sections.append(Section("Matched comparisons", [
             Paragraph("Δ = A − B in points of test accuracy. The interval is a 95% t-interval over seeds (seed k of "
-                      "A paired with seed k of B); a difference is claimed only when it excludes 0."),
+                      f"A paired with seed k of B). The verdict is one of four against a margin of ±{100 * MARGIN:.1f} points: A "
+                      "better, B better (the t-test rejects 0), equivalent (TOST: the 90% interval lies inside the "
+                      "margin) or inconclusive at this n; p-values are Holm-adjusted over every pair compared, one "
+                      "family. MDE: the difference this n detects with 80% power. The numbers behind every row are "
+                      "in results.csv and comparisons.csv."),
             Table(table, list(table[0])), forest_figure(pairs, root / "figures" / "forest.png"),
             Paragraph(SEED_PAIR_NOTE),
             Table(seed_rows, list(seed_rows[0])) if seed_rows
@@ -166,4 +171,7 @@ def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *,
             + ". Rerunning the same command retries them."))
     out = root / "report.html"
     write_report(out, f"cnnlstm compare: {' vs '.join(models)}", sections)
+    write_raw_numbers(root, [row for model, runs in groups.items() for r in runs
+                             for row in run_rows("compare", model, r.seed, read_json(r.folder / "metrics.json"))],
+                      [comparison_row(p.comparison) for p in pairs])
     return out, pairs

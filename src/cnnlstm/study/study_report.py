@@ -24,7 +24,7 @@ import numpy as np
 
 from cnnlstm.config import config_to_dict
 from cnnlstm.data import Dataset
-from cnnlstm.measure.stats import Comparison, adjust, format_mean_std, mean_std, one_sample_interval
+from cnnlstm.measure.stats import MARGIN, Comparison, adjust, format_mean_std, mean_std, one_sample_interval
 from cnnlstm.reporting import figures as plots
 from cnnlstm.reporting.compare import (
     SEED_PAIR_NOTE,
@@ -36,6 +36,7 @@ from cnnlstm.reporting.compare import (
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Figure, Figures, Paragraph, Section, Table, write_report
+from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
 from cnnlstm.reporting.records import dataset_title, fewest_train_images, trained_size
 from cnnlstm.reporting.references import REFERENCES, Reference, recipe_status
 from cnnlstm.runs import read_json
@@ -286,7 +287,13 @@ def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, d
     fig_dir = root / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     tsne_png, tsne_rows = tsne_figure(root, jobs, ds, fig_dir / "tsne_comparison.png")
-    sections = build_sections(root, preset, models, ablations, tsne_png, tsne_rows, ds, jobs)
+    comparisons, ablation_cmp = control_comparisons(models), ablation_comparisons(ablations)
+    sections = build_sections(root, preset, models, ablations, tsne_png, tsne_rows, ds, jobs, comparisons,
+                              ablation_cmp)
+    write_raw_numbers(root, [row for r in runs for row in run_rows(preset.name, r["job"].name.rsplit("-s", 1)[0],
+                                                                   r["cfg"].seed, r["metrics"])],
+                      [comparison_row(p.comparison) for p in comparisons]
+                      + [comparison_row(c) for c in ablation_cmp.values()])
     missing = missing_runs(root, jobs, failed or {})
     if missing:
         sections[0].blocks.append(missing)
@@ -340,7 +347,7 @@ HOW_TO_READ = (
     "Test accuracy in percent, mean ± sample std over the n seeds shown. Every best epoch was chosen on a "
     "validation split held out of the training set, never on the test set. Each comparison gives Δ, its 95% "
     "t-interval over paired seeds (seed k with seed k), n, the effect this n detects with 80% power (MDE), and "
-    "one of four verdicts against a margin m of 0.5 points: A better or B better (the t-test rejects 0), "
+    f"one of four verdicts against a margin m of {100 * MARGIN:.1f} points: A better or B better (the t-test rejects 0), "
     "equivalent within ±m (TOST: the 90% interval lies inside ±m), or inconclusive at this n. P-values are "
     "Holm-adjusted within each named family (the hybrid-vs-control pairs; the ablations). McNemar's exact test "
     "and a paired bootstrap over the test images are shown per seed pair, and measure test-set sampling noise "
@@ -374,10 +381,10 @@ def user_models_section(root: Path, models: dict, jobs: list[Job], ds: Dataset) 
 
 
 def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dict, tsne_png: Path | None,
-                   tsne_rows: list[dict], ds: Dataset, jobs: list[Job]) -> list[Section]:
-    """The report's sections, in reading order."""
-    comparisons = control_comparisons(models)
-    ablation_cmp = ablation_comparisons(ablations)
+                   tsne_rows: list[dict], ds: Dataset, jobs: list[Job], comparisons: list[MatchedPair],
+                   ablation_cmp: dict[str, Comparison]) -> list[Section]:
+    """The report's sections, in reading order (``comparisons`` and ``ablation_cmp`` as
+    :func:`control_comparisons` and :func:`ablation_comparisons` give them)."""
     one, two = published_tables(models)
     sections = [Section("Summary", [BulletList(t) if isinstance(t, list) else Paragraph(t)
                                     for t in summary_text(models, comparisons, ablation_cmp, preset, ds.name == "fashion-mnist")]
