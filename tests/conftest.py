@@ -203,6 +203,17 @@ def done_run(tiny_data_dir, tmp_path) -> Path:
     return run
 
 
+def _scores_of(results: list[dict], comparison: dict, model: str) -> dict:
+    """``model``'s values in ``results.csv`` that ``comparison`` (a ``comparisons.csv`` row) compares, by seed
+    (by width and seed for a regime study's pooled primary endpoint)."""
+    from cnnlstm.reporting.raw import CELL_FIELDS
+
+    pooled = comparison["width"] == "pooled"
+    cell = {k: comparison[k] for k in CELL_FIELDS if not (pooled and k == "width")}
+    return {(r["width"], r["seed"]) if pooled else r["seed"]: float(r["value"]) for r in results
+            if r["model"] == model and r["metric"] == comparison["metric"] and all(r[k] == v for k, v in cell.items())}
+
+
 def assert_raw_numbers_recompute(folder: Path) -> int:
     """A study folder's ``comparisons.csv`` intervals recompute from its ``results.csv`` (paired t, scipy).
 
@@ -210,18 +221,12 @@ def assert_raw_numbers_recompute(folder: Path) -> int:
     """
     from scipy import stats as sps
 
-    from cnnlstm.reporting.raw import CELL_FIELDS, read_csv
+    from cnnlstm.reporting.raw import read_csv
 
     results = read_csv(folder / "results.csv")
     checked = 0
     for row in read_csv(folder / "comparisons.csv"):
-        cell = {k: row[k] for k in CELL_FIELDS}
-
-        def scores(model: str) -> dict:
-            return {r["seed"]: float(r["value"]) for r in results if r["model"] == model
-                    and r["metric"] == row["metric"] and all(r[k] == v for k, v in cell.items())}
-
-        a, b = scores(row["a"]), scores(row["b"])
+        a, b = (_scores_of(results, row, model) for model in (row["a"], row["b"]))
         common = sorted(set(a) & set(b))
         assert int(row["n"]) == len(common), row
         diffs = np.array([a[s] - b[s] for s in common]) * 100

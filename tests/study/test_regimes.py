@@ -16,6 +16,8 @@ from cnnlstm.errors import ConfigError
 from cnnlstm.reporting.compare import PAIR_KEYS
 from cnnlstm.study import regimes as R
 
+from conftest import assert_raw_numbers_recompute
+
 GRID = R.RegimeGrid(sizes=(40, 80, R.ALL), widths=((4, 8), (8, 16)), seeds=3, steps_full=6)
 COMMON = {"verify": False, "device": "cpu", "threads": 1, "val_size": 40}
 
@@ -110,19 +112,51 @@ def test_the_sentence_names_only_cells_whose_interval_excludes_zero(tiny_ds, tmp
 
     def accuracy(job):  # the hybrid helps only on 40 images: +3 points with little spread
         noise = [0.0, 0.005, -0.004][job.cfg.seed]
-        bonus = 0.03 if job.cfg.model == "cnn_lstm" and job.cfg.train_size == 40 else 0.0
+        bonus = 0.03 + [0.001, -0.002, 0.0015][job.cfg.seed] if job.cfg.model == "cnn_lstm" and job.cfg.train_size == 40 else 0.0
         wobble = [0.01, -0.02, 0.012][job.cfg.seed] if job.cfg.model == "cnn_lstm" else 0.0
         return 0.80 + noise + bonus + (0 if job.cfg.train_size == 40 else wobble)
 
     _fake_runs(tmp_path, jobs, accuracy)
     results = R.cell_results(tmp_path, grid, jobs, tiny_ds)
     verdicts = {r.cell.size: r.verdict() for r in results}
-    assert verdicts == {40: "helps", R.ALL: "no measurable difference"}
+    assert verdicts == {40: "hybrid better", R.ALL: "inconclusive"}
+    # the two cells are one family (clean accuracy of the pair): Holm doubles the smaller p-value
+    small = next(r for r in results if r.cell.size == 40).pair.comparison
+    assert small.verdict.family == "clean: cnn_lstm vs cnn_twin" and small.verdict.method == "holm"
+    assert small.verdict.pvalue == pytest.approx(min(1.0, 2 * small.seeds.pvalue))
     lines = R.summary_lines(results, 160)
-    assert lines[0].startswith("cnn_lstm helps against cnn_twin at 40 images, stem 4/8: +3.00")
-    assert len(lines) == 2 and lines[1].startswith("1 of 2 intervals exclude 0; about 0.1 would by chance")
+    assert lines[0].startswith("40 images, stem 4/8: cnn_lstm beat cnn_twin by 3.02 points (95% CI")
+    assert lines[1].startswith("Of 2 per-cell comparisons") and "1 show a difference" in lines[1]
+    assert "1 are inconclusive at 3 seeds" in lines[1]
+    assert not any("measurable" in line for line in lines)
     flat = R.summary_lines([r for r in results if r.cell.size == R.ALL], 160)
-    assert flat[0].startswith("No regime showed a measurable difference") and "at 3 seeds" in flat[0]
+    assert flat[0].startswith("Of 1 per-cell comparisons") and "0 show a difference" in flat[0]
+    # the primary endpoint pools the widths (one here) and is its own family
+    pooled = R.pooled_endpoints(results)
+    assert [(h, c, size, p.seeds.n) for h, c, size, p in pooled] == [("cnn_lstm", "cnn_twin", 40, 3),
+                                                                       ("cnn_lstm", "cnn_twin", R.ALL, 3)]
+    assert R.summary_lines(results, 160, pooled)[0].startswith(
+        "Primary endpoint, cnn_lstm vs cnn_twin at 40 images, widths pooled: cnn_lstm beat cnn_twin by 3.02")
+
+
+def test_pooled_endpoint_pairs_every_width_and_seed(tiny_ds, tmp_path):
+    """Two widths x 3 seeds: the primary endpoint is one paired t over the 6 (width, seed) pairs."""
+    from scipy import stats as sps
+
+    grid = replace(GRID, sizes=(40,), widths=((4, 8), (6, 12)), size_pairs=())
+    jobs = R.plan_regimes(grid, tiny_ds, common=COMMON)
+
+    def accuracy(job):
+        wide = job.cfg.model_args["channels"][0] == 6
+        return 0.80 + [0.0, 0.006, -0.003][job.cfg.seed] + (0.01 if job.cfg.model == "cnn_lstm" else 0) * (
+            1 + wide) + 0.002 * wide * job.cfg.seed
+
+    _fake_runs(tmp_path, jobs, accuracy)
+    ((_, _, _, pooled),) = R.pooled_endpoints(R.cell_results(tmp_path, grid, jobs, tiny_ds))
+    diffs = [0.01, 0.01, 0.01, 0.02, 0.02, 0.02]
+    ci = sps.ttest_1samp(diffs, 0).confidence_interval(0.95)
+    assert pooled.seeds.n == 6 and pooled.seeds.diff == pytest.approx(np.mean(diffs))
+    assert (pooled.seeds.low, pooled.seeds.high) == pytest.approx((ci.low, ci.high))
 
 
 def test_a_small_grid_end_to_end(tiny_data_dir, tmp_path):
@@ -146,7 +180,11 @@ def test_a_small_grid_end_to_end(tiny_data_dir, tmp_path):
     assert full["occlusion"]["erase"]["0.0"]["hybrid"][0] == pytest.approx(
         np.mean([json.loads((out / "runs" / f"cnn_lstm-4x8-nall-s{s}" / "metrics.json").read_text())["accuracy"]
                  for s in (0, 1)]))
-    assert set(full["occlusion"]["shift"]["4"]["delta"]) >= {"diff", "low", "high", "pvalue", "n"}
+    assert set(full["occlusion"]["shift"]["4"]["delta"]) >= {"diff", "low", "high", "pvalue", "n", "verdict",
+                                                             "p_adjusted", "mde", "family"}
+    assert full["occlusion"]["shift"]["4"]["delta"]["family"] == "translation: cnn_lstm vs cnn_twin"
+    assert {"verdict", "best_epoch_last", "mde", "family"} <= set(full) and len(record["primary"]) == 2
+    assert assert_raw_numbers_recompute(out) >= 2  # every interval in comparisons.csv, from results.csv
     html = (out / "report.html").read_text()
     assert "<ul>" in html[html.index('id="summary"'):html.index('id="the-map"')]  # the summary is a list
     again = api.regimes(**kwargs)  # resumes: nothing left to do, nor to cost

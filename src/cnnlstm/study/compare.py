@@ -39,7 +39,7 @@ from cnnlstm.reporting.page import BulletList, Paragraph, Section, Table, write_
 from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
 from cnnlstm.reporting.records import trained_size
 from cnnlstm.runs import read_json, write_json
-from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key
+from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key, seed_runs
 from cnnlstm.study.study_report import fmt_pct, forest_figure
 
 log = logging.getLogger(__name__)
@@ -105,18 +105,6 @@ def run_compare(root: str | Path, ds: Dataset, jobs: list[Job], *, executor=None
         failures.unlink()
     report, pairs = write_compare_report(root, jobs, ds, failed=failed)
     return {"ran": len(todo), "skipped": len(jobs) - len(todo), "failed": failed, "report": report, "pairs": pairs}
-
-
-def seed_runs(root: Path, jobs: list[Job]) -> dict[str, list[SeedRun]]:
-    """The finished runs of each model, in seed order (runs without ``metrics.json`` are left out)."""
-    out: dict[str, list[SeedRun]] = {}
-    for job in jobs:
-        folder = job.folder(root)
-        if (folder / "metrics.json").exists():
-            metrics = read_json(folder / "metrics.json")
-            out.setdefault(job.cfg.model, []).append(
-                SeedRun(job.cfg.seed, float(metrics["accuracy"]), folder, read_json(folder / "config.json")))
-    return out
 
 
 def model_rows(groups: dict[str, list[SeedRun]], ds: Dataset) -> list[dict]:

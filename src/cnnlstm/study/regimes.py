@@ -1,7 +1,7 @@
 """The regime study: the plan's question asked across training-set size, stem width and occlusion.
 
-The study's answer at one point (all 55,000 images, the flagship's stem, clean test images) is
-that the BiLSTM adds nothing measurable over a dense layer of the same parameter count. Work on
+At one point (all 55,000 images, the flagship's stem, clean test images) the study finds no gain
+from the BiLSTM over a dense layer of the same parameter count. Work on
 recurrent CNNs points to where recurrence might pay instead: little data, small models, and
 occluded images (Spoerer et al. 2017, doi:10.3389/fpsyg.2017.01551). This module maps the
 question over those axes, each cell a matched comparison:
@@ -23,14 +23,17 @@ question over those axes, each cell a matched comparison:
   (:mod:`cnnlstm.data.occlusion`; the same perturbed images for every model).
 
 Every Δ is hybrid − control with its 95% t-interval over paired seeds
-(:func:`cnnlstm.reporting.compare.match_pairs`, the study's and ``compare``'s function); the
-summary names only the cells whose interval excludes 0.
+(:func:`cnnlstm.reporting.compare.match_pairs`, the study's and ``compare``'s function) and a
+four-way verdict against the margin (:mod:`cnnlstm.measure.stats`). The primary endpoint of each
+pair and size pools its widths (:func:`pooled_endpoints`); the per-cell comparisons form three
+families per pair, clean, erasing and translation (:func:`family_name`), Holm within each, and
+the summary claims only what survives. ``results.csv`` and ``comparisons.csv`` hold the numbers.
 
 Folder::
 
     OUT/runs/<model>-<width>-n<size>-s<seed>/   one run per model, cell and seed (+ occlusion.json)
     OUT/figures/regime_map.png, occlusion.png
-    OUT/report.html, report.md, regimes.json
+    OUT/report.html, report.md, regimes.json, results.csv, comparisons.csv
 """
 
 from __future__ import annotations
@@ -41,14 +44,16 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from cnnlstm.config import resolve_train_config
+from cnnlstm.config import config_to_dict, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError
-from cnnlstm.measure.stats import mean_std, seed_interval
+from cnnlstm.measure.stats import MARGIN, Comparison, adjust, compare, mean_std
 from cnnlstm.reporting.compare import MatchedPair, SeedRun, comparison_cells, match_pairs
 from cnnlstm.reporting.page import BulletList, Figure, Paragraph, Section, Table, write_report
+from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
+from cnnlstm.reporting.records import trained_size
 from cnnlstm.runs import read_json, run_lock, write_json
-from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key, train_weight
+from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key, seed_runs, train_weight
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +346,10 @@ def _occlusion_matches(record: dict, grid: RegimeGrid) -> bool:
 
 # --------------------------------------------------------------------------- results
 
+#: How a cell's verdict reads in the map's table and regimes.json (measure.stats' kinds, from the hybrid's side).
+CELL_WORDS = {"A better": "hybrid better", "B better": "control better", "equivalent": "equivalent",
+              "inconclusive": "inconclusive", "no interval": "no interval"}
+
 
 @dataclass
 class RegimeResult:
@@ -352,18 +361,14 @@ class RegimeResult:
     mflops: tuple[float, float] = (0.0, 0.0)
     epochs: int = 0
     accuracy: tuple = ((None, None), (None, None))  # (mean, sample std) of the hybrid, of the control
-    occlusion: dict = field(default_factory=dict)  # kind -> level -> {"hybrid": (mean, std), "control": ..., "delta": SeedInterval}
+    best_last: tuple[int, int] = (0, 0)  # runs of the cell whose best validation epoch was the last, of how many
+    scores: tuple[dict, dict] = ({}, {})  # {seed: test accuracy} of the hybrid, of the control
+    # kind -> level -> {"hybrid": (mean, std), "control": ..., "comparison": Comparison, "n": int}
+    occlusion: dict = field(default_factory=dict)
 
     def verdict(self) -> str:
-        """"helps", "hurts", "no measurable difference", "one seed: no interval" or "not run"."""
-        if self.pair is None:
-            return "not run"
-        s = self.pair.comparison.seeds
-        if s.low is None:
-            return "one seed: no interval"
-        if not s.excludes_zero:
-            return "no measurable difference"
-        return "helps" if s.diff > 0 else "hurts"
+        """The cell's verdict from the hybrid's side (:data:`CELL_WORDS`), or "not run"."""
+        return "not run" if self.pair is None else CELL_WORDS[self.pair.comparison.kind]
 
 
 def _cell_jobs(jobs: list[Job], cell: Cell, model: str, kind: str = "train") -> list[Job]:
@@ -371,37 +376,79 @@ def _cell_jobs(jobs: list[Job], cell: Cell, model: str, kind: str = "train") -> 
     return [j for j in jobs if j.kind == kind and j.cfg.model == model and j.name == cell.run_name(model, j.cfg.seed)]
 
 
-def _seed_runs(root: Path, jobs: list[Job]) -> list[SeedRun]:
-    out = []
-    for job in jobs:
-        folder = job.folder(root)
-        if (folder / "metrics.json").exists():
-            out.append(SeedRun(job.cfg.seed, float(read_json(folder / "metrics.json")["accuracy"]), folder,
-                               read_json(folder / "config.json")))
-    return out
+def _best_was_last(runs: list[SeedRun]) -> tuple[int, int]:
+    """How many of ``runs`` chose their last epoch as the best on validation (still learning), of how many."""
+    metrics = [read_json(r.folder / "metrics.json") for r in runs]
+    last = [m for m in metrics if m.get("best_epoch") is not None and m.get("epochs_trained")]
+    return sum(m["best_epoch"] == m["epochs_trained"] for m in last), len(last)
+
+
+def family_name(kind: str, hybrid: str, control: str) -> str:
+    """The family a comparison belongs to: one per pair and kind (clean, erasing, translation, pooled)."""
+    return f"{kind}: {hybrid} vs {control}"
+
+
+def _adjust_families(results: list[RegimeResult]) -> None:
+    """Holm within each family: a pair's clean cells; its erasing levels; its translation levels."""
+    from cnnlstm.reporting.compare import adjust_pairs
+
+    for hybrid, control in dict.fromkeys((r.cell.hybrid, r.cell.control) for r in results):
+        mine = [r for r in results if (r.cell.hybrid, r.cell.control) == (hybrid, control) and r.pair is not None]
+        for r, pair in zip(mine, adjust_pairs([r.pair for r in mine], family_name("clean", hybrid, control))):
+            r.pair = pair
+        for kind in ("erase", "shift"):
+            rows = [row for r in mine for level, row in r.occlusion.get(kind, {}).items() if float(level) != 0]
+            adjusted = adjust([row["comparison"] for row in rows],
+                              family_name("erasing" if kind == "erase" else "translation", hybrid, control))
+            for row, c in zip(rows, adjusted):
+                row["comparison"] = c
 
 
 def cell_results(root: Path, grid: RegimeGrid, jobs: list[Job], ds: Dataset) -> list[RegimeResult]:
-    """Every cell's comparison (:func:`match_pairs`), sizes and costs, and occlusion curves."""
-    from cnnlstm.models import model_summary
-
+    """Every cell's comparison (:func:`match_pairs`), sizes and costs, and occlusion curves, with the
+    p-values adjusted within each family (:func:`family_name`)."""
     results = []
     for cell in grid_cells(grid):
         sides = {m: _cell_jobs(jobs, cell, m) for m in (cell.hybrid, cell.control)}
-        groups = {cell.key(m): _seed_runs(root, side) for m, side in sides.items()}
+        groups = {cell.key(m): seed_runs(root, side).get(m, []) for m, side in sides.items()}
         pairs = match_pairs(groups, [(cell.key(cell.hybrid), cell.key(cell.control))])
-        sizes = [model_summary(m, image_size=ds.image_size, in_channels=ds.channels, num_classes=ds.num_classes,
-                               **side[0].cfg.model_args) for m, side in sides.items()]
-        result = RegimeResult(cell, pairs[0] if pairs else None, (sizes[0]["params"], sizes[1]["params"]),
-                              (sizes[0]["mflops"], sizes[1]["mflops"]), sides[cell.hybrid][0].cfg.epochs,
-                              tuple(mean_std(run.accuracy for run in runs) for runs in groups.values()))
+        sizes = [trained_size(m, config_to_dict(side[0].cfg), image_size=ds.image_size, channels=ds.channels,
+                              num_classes=ds.num_classes) for m, side in sides.items()]
+        last = [_best_was_last(runs) for runs in groups.values()]
+        result = RegimeResult(cell, pairs[0] if pairs else None, (sizes[0][0], sizes[1][0]),
+                              (sizes[0][1], sizes[1][1]), sides[cell.hybrid][0].cfg.epochs,
+                              tuple(mean_std(run.accuracy for run in runs) for runs in groups.values()),
+                              (last[0][0] + last[1][0], last[0][1] + last[1][1]),
+                              tuple({r.seed: r.accuracy for r in runs} for runs in groups.values()))
         result.occlusion = occlusion_curves(root, jobs, cell)
         results.append(result)
+    _adjust_families(results)
     return results
 
 
+def pooled_endpoints(results: list[RegimeResult]) -> list[tuple[str, str, int, Comparison]]:
+    """The primary endpoint of each pair and size: its widths pooled, every (width, seed) a pair of runs.
+
+    Stated before the runs: one paired t over all width x seed pairs (9 at 3 widths and 3 seeds), Holm
+    over the pairs and sizes, one family. A size pair (one width) pools nothing and is its own cell.
+    """
+    out = []
+    for hybrid, control in dict.fromkeys((r.cell.hybrid, r.cell.control) for r in results):
+        for size in dict.fromkeys(r.cell.size for r in results if r.cell.hybrid == hybrid):
+            mine = [r for r in results if (r.cell.hybrid, r.cell.control, r.cell.size) == (hybrid, control, size)
+                    and r.pair is not None]
+            if not mine:
+                continue
+            scores = [{(r.cell.width_label, k): v for r in mine for k, v in r.scores[side].items()}
+                      for side in (0, 1)]
+            out.append((hybrid, control, size, compare(hybrid, control, *scores)))
+    adjusted = adjust([c for *_, c in out], "primary: widths pooled, per pair and size")
+    return [(h, c, size, a) for (h, c, size, _), a in zip(out, adjusted)]
+
+
 def occlusion_curves(root: Path, jobs: list[Job], cell: Cell) -> dict:
-    """``{kind: {level: {"hybrid": (mean, std), "control": (mean, std), "delta": SeedInterval, "n": int}}}``."""
+    """``{kind: {level: {"hybrid": (mean, std), "control": (mean, std), "comparison": Comparison, "n": int}}}``
+    (unadjusted: :func:`cell_results` adjusts each family)."""
     records = {}
     for side, model in (("hybrid", cell.hybrid), ("control", cell.control)):
         records[side] = {j.cfg.seed: read_json(j.folder(root) / OCCLUSION_FILE)
@@ -416,54 +463,73 @@ def occlusion_curves(root: Path, jobs: list[Job], cell: Cell) -> dict:
             scores = {side: {seed: rec[kind][level] for seed, rec in recs.items()} for side, recs in records.items()}
             out[kind][level] = {"hybrid": mean_std(scores["hybrid"].values()),
                                 "control": mean_std(scores["control"].values()),
-                                "delta": seed_interval(scores["hybrid"], scores["control"]),
-                                "n": len(set(scores["hybrid"]) & set(scores["control"]))}
+                                "comparison": compare(cell.hybrid, cell.control, scores["hybrid"], scores["control"]),
+                                "scores": scores, "n": len(set(scores["hybrid"]) & set(scores["control"]))}
     return out
 
 
 def _occlusion_record(curves: dict) -> dict:
     """:func:`occlusion_curves` as JSON: ``{kind: {level: {hybrid: [mean, std], control: ..., delta: {...}}}}``."""
     return {kind: {level: {"hybrid": list(row["hybrid"]), "control": list(row["control"]),
-                           "delta": asdict(row["delta"])} for level, row in levels.items()}
+                           "delta": {**asdict(row["comparison"].seeds), **_verdict_record(row["comparison"])}}
+                   for level, row in levels.items()}
             for kind, levels in curves.items()}
 
 
-def summary_lines(results: list[RegimeResult], n_full: int) -> list[str]:
-    """The map's answer: only cells (and occlusion levels) whose interval excludes 0 are named."""
+def _verdict_record(c: Comparison) -> dict:
+    """A comparison's verdict as regimes.json keeps it (p-values adjusted within its family)."""
+    v = c.verdict
+    return {"verdict": c.kind, "p_adjusted": v.pvalue, "tost_p": v.tost_p, "margin": v.margin, "mde": v.mde,
+            "family": v.family}
+
+
+def _perturbation(kind: str, level: str) -> str:
+    return f"erasing {float(level):.0%} of the image" if kind == "erase" else f"translation by {level} px"
+
+
+def _claims(results: list[RegimeResult], n_full: int) -> list[str]:
+    """Every difference that survives Holm within its family, clean cells first, then perturbed levels."""
     lines = []
-    done = [r for r in results if r.pair is not None and r.pair.comparison.seeds.low is not None]
-    unpaired = len([r for r in results if r.pair is not None]) - len(done)
-    tested = len(done) + sum(1 for r in done for levels in r.occlusion.values() for level, row in levels.items()
-                             if float(level) != 0 and row["delta"].low is not None)
-    for r in done:
-        if r.verdict() in ("helps", "hurts"):
-            s = r.pair.comparison.seeds
-            lines.append(f"{r.cell.hybrid} {r.verdict()} against {r.cell.control} at {r.cell.size_label(n_full)} "
-                         f"images, stem {r.cell.width_label}: {100 * s.diff:+.2f} points "
-                         f"(95% CI {100 * s.low:+.2f} to {100 * s.high:+.2f}, {s.n} {'paired ' if s.paired else ''}"
-                         "seeds)")
-    for r in done:
+    for r in results:
+        if r.pair is not None and r.pair.comparison.kind in ("A better", "B better"):
+            named = replace(r.pair, a=r.cell.hybrid, b=r.cell.control, comparison=_named(r.pair.comparison, r.cell))
+            lines.append(f"{r.cell.size_label(n_full)} images, stem {r.cell.width_label}: {named.claim()}")
+    for r in results:
         for kind, levels in r.occlusion.items():
             for level, row in levels.items():
-                d = row["delta"]
-                if float(level) != 0 and d.excludes_zero:
-                    what = (f"erasing ({float(level):.0%} of the image)" if kind == "erase"
-                            else f"translation ({level} px)")
-                    lines.append(f"under test-time {what}, {r.cell.hybrid} "
-                                 f"{'beats' if d.diff > 0 else 'trails'} {r.cell.control} at "
-                                 f"{r.cell.size_label(n_full)} images, stem {r.cell.width_label}: "
-                                 f"{100 * d.diff:+.2f} points (95% CI {100 * d.low:+.2f} to {100 * d.high:+.2f}, "
-                                 f"{d.n} {'paired ' if d.paired else ''}seeds)")
-    no_interval = [f"{unpaired} cell(s) have one seed on a side, so no interval"] if unpaired else []
+                c = row["comparison"]
+                if float(level) != 0 and c.kind in ("A better", "B better"):
+                    lines.append(f"under test-time {_perturbation(kind, level)}, {r.cell.size_label(n_full)} images, "
+                                 f"stem {r.cell.width_label}: {c.sentence()}.")
+    return lines
+
+
+def summary_lines(results: list[RegimeResult], n_full: int,
+                  pooled: list[tuple[str, str, int, Comparison]] | None = None) -> list[str]:
+    """The map's answer: the pooled primary endpoints, then only the claims that survive Holm within
+    their family, the count of equivalent and inconclusive comparisons, and the schedule check."""
+    done = [r for r in results if r.pair is not None and r.pair.comparison.seeds.low is not None]
+    unpaired = len([r for r in results if r.pair is not None]) - len(done)
+    no_interval = [f"{unpaired} cell(s) have one seed on a side (or no spread), so no interval"] if unpaired else []
     if not done:
         return ["No cell has an interval yet (finished runs of at least two seeds on both sides)."] + no_interval
-    if not lines:
-        n = min(r.pair.comparison.seeds.n for r in done)
-        return [f"No regime showed a measurable difference between the hybrids and their controls at {n} seeds: "
-                f"every one of the {tested} 95% intervals ({len(done)} cells and their occlusion levels) "
-                "includes 0."] + no_interval
-    return lines + [f"{len(lines)} of {tested} intervals exclude 0; about {tested / 20:.1f} would by chance alone "
-                    "at 95%, so read a lone one as a lead to retest with more seeds"] + no_interval
+    lines = [f"Primary endpoint, {h} vs {c} at {'all' if size == ALL else f'{size:,}'} images, widths pooled: "
+             f"{cmp.sentence()}." for h, c, size, cmp in (pooled or [])]
+    tested = [r.pair.comparison for r in done] + [row["comparison"] for r in done for levels in r.occlusion.values()
+                                                   for level, row in levels.items() if float(level) != 0]
+    kinds = [c.kind for c in tested if c.kind != "no interval"]
+    claims = _claims(done, n_full)
+    lines += claims
+    lines.append(f"Of {len(kinds)} per-cell comparisons (clean cells and perturbed levels, Holm within each pair's "
+                 f"clean, erasing and translation families), {len(claims)} show a difference, "
+                 f"{kinds.count('equivalent')} are equivalent within ±{100 * tested[0].verdict.margin:.1f} points and "
+                 f"{kinds.count('inconclusive')} are inconclusive at {min(r.pair.comparison.seeds.n for r in done)} "
+                 "seeds.")
+    last, runs = sum(r.best_last[0] for r in done), sum(r.best_last[1] for r in done)
+    if runs:
+        lines.append(f"In {last} of {runs} runs the best validation epoch was the last one: those runs were still "
+                     "learning when the schedule ended, so a difference there may be one of learning speed.")
+    return lines + no_interval
 
 
 def _pct(mean_std_pair: tuple) -> str:
@@ -486,7 +552,8 @@ def map_panels(results: list[RegimeResult], grid: RegimeGrid, n_full: int) -> li
                 s = r.pair.comparison.seeds
                 cells[(rows.index(r.cell.size_label(n_full)), cols.index(r.cell.width_label))] = {
                     "diff": 100 * s.diff, "low": None if s.low is None else 100 * s.low,
-                    "high": None if s.high is None else 100 * s.high}
+                    "high": None if s.high is None else 100 * s.high,
+                    "claimed": r.pair.comparison.kind in ("A better", "B better")}
         panels.append({"title": f"{hybrid} − {control}", "rows": rows, "cols": cols, "cells": cells})
     return panels
 
@@ -504,6 +571,7 @@ def cell_rows(results: list[RegimeResult], n_full: int) -> list[dict]:
         c = r.pair.comparison
         rows.append({**base, "test % (hybrid)": _pct(r.accuracy[0]), "test % (control)": _pct(r.accuracy[1]),
                      **comparison_cells(c), "verdict": r.verdict(),
+                     "best epoch = last": f"{r.best_last[0]} of {r.best_last[1]}",
                      "recipe": "same" if not r.pair.differences else "DIFFERS: " + "; ".join(r.pair.differences)})
     return rows
 
@@ -514,14 +582,12 @@ def occlusion_rows(results: list[RegimeResult], n_full: int) -> list[dict]:
     for r in results:
         for kind, levels in r.occlusion.items():
             for level, row in sorted(levels.items(), key=lambda kv: float(kv[0])):
-                d = row["delta"]
-                ci = "" if d.low is None else f"{100 * d.low:+.2f} to {100 * d.high:+.2f}"
+                c = row["comparison"]
                 rows.append({"pair": f"{r.cell.hybrid} / {r.cell.control}", "stem": r.cell.width_label,
                              "perturbation": f"{float(level):.0%} erased" if kind == "erase" else f"shift {level} px",
                              "test % (hybrid)": _pct(row["hybrid"]), "test % (control)": _pct(row["control"]),
-                             "Δ (points)": f"{100 * d.diff:+.2f}", "95% CI over seeds": ci, "n": row["n"],
-                             "verdict": ("no measurable difference" if not d.excludes_zero
-                                         else "hybrid better" if d.diff > 0 else "control better")})
+                             **comparison_cells(c),
+                             "verdict": "clean images" if float(level) == 0 else CELL_WORDS[c.kind]})
     return rows
 
 
@@ -542,17 +608,20 @@ def write_regime_report(root: str | Path, grid: RegimeGrid, jobs: list[Job], ds:
                                               + (f", stem {r.cell.width_label}" if r.cell.width else ""),
                                      "hybrid": r.cell.hybrid, "control": r.cell.control, **r.occlusion}
                                     for r in curves], fig_dir / "occlusion.png") if curves else None
-    lines = summary_lines(results, n_full)
+    pooled = pooled_endpoints(results)
+    lines = summary_lines(results, n_full, pooled)
     missing = [job_key(j) for j in jobs if not job_done(j, root)]
     how = (f"Each cell trains the hybrid and its control with the {grid.preset!r} preset and the same seeds "
            f"0..{grid.seeds - 1}, on the same stratified subset of the {n_full:,} training images per seed "
            f"(nested: a smaller subset lies inside a larger one). The schedule rule, fixed before any run: "
            f"{grid.steps_full} optimizer steps on all {n_full:,} images, steps x sqrt(n / {n_full:,}) on n, in "
            "whole epochs (the table's epochs); best epoch by validation accuracy; test set whole. Δ = hybrid − "
-           "control in points with its 95% t-interval over paired seeds; a cell claims a difference only when "
-           "that interval excludes 0 (starred and framed in the map). The intervals are per cell and per "
-           "occlusion level, not corrected for how many there are: at 95%, about one in twenty excludes 0 by "
-           "chance alone, so a lone starred cell is a lead to test with more seeds, not a finding.")
+           "control in points with its 95% t-interval over paired seeds, and one of four verdicts against a "
+           f"margin of ±{100 * MARGIN:.1f} points (hybrid better, control better, equivalent, inconclusive). The "
+           "primary endpoint of each pair and size, stated before the runs, pools the widths (every width x seed "
+           "a pair of runs), Holm over the pairs and sizes. The per-cell comparisons form three families per "
+           "pair (clean cells; erasing levels; translation levels), Holm within each: a cell is starred and "
+           "framed in the map only when its difference survives that correction.")
     summary = [BulletList(lines), Paragraph(how),
                Paragraph(f"Data: {ds.name} ({ds.image_size}x{ds.image_size}, {ds.num_classes} classes). "
                          + (f"Wall time of this invocation: {seconds / 60:.1f} min. " if seconds else "")
@@ -563,7 +632,11 @@ def write_regime_report(root: str | Path, grid: RegimeGrid, jobs: list[Job], ds:
         summary.append(Paragraph(f"Missing: {len(names)} job(s) did not finish ({'; '.join(names[:12])}"
                                  f"{' ...' if len(names) > 12 else ''}); rerun the same command to finish them."))
     rows = cell_rows(results, n_full)
+    primary = [{"pair": f"{h} / {c}", "training images": "all" if size == ALL else f"{size:,}",
+                **comparison_cells(cmp)} for h, c, size, cmp in pooled]
     sections = [Section("Summary", summary),
+                *([Section("Primary endpoints: widths pooled", [Table(primary, list(primary[0]))])] if primary
+                  else []),
                 Section("The map", [Figure(map_png, "Δ test accuracy (points, hybrid − control) per cell, its 95% "
                                                     "interval over paired seeds in brackets; * and a frame: the "
                                                     "interval excludes 0"),
@@ -583,11 +656,58 @@ def write_regime_report(root: str | Path, grid: RegimeGrid, jobs: list[Job], ds:
                  "preset": grid.preset, "steps_full": grid.steps_full, "erase": list(grid.erase),
                  "shifts": list(grid.shifts)},
         "n_full": n_full, "summary": lines, "seconds": seconds,
+        "primary": [{"hybrid": h, "control": c, "size": size, **asdict(cmp.seeds), **_verdict_record(cmp)}
+                    for h, c, size, cmp in pooled],
         "cells": [{"hybrid": r.cell.hybrid, "control": r.cell.control, "size": r.cell.size,
                    "width": None if r.cell.width is None else list(r.cell.width), "epochs": r.epochs,
-                   "verdict": r.verdict(),
-                   **({} if r.pair is None else asdict(r.pair.comparison.seeds)),
+                   "best_epoch_last": list(r.best_last),
+                   **({"verdict": "not run"} if r.pair is None else
+                      {**asdict(r.pair.comparison.seeds), **_verdict_record(r.pair.comparison)}),
                    **({"occlusion": _occlusion_record(r.occlusion)} if r.occlusion else {})} for r in results]})
+    write_raw_numbers(root, regime_result_rows(root, grid, jobs, n_full), regime_comparison_rows(results, pooled, n_full))
     out = root / "report.html"
     write_report(out, "cnnlstm regime study: where, if anywhere, the LSTM helps", sections)
     return out, results, lines
+
+
+def _cell_columns(cell: Cell, n_full: int) -> dict:
+    return {"train_size": n_full if cell.size == ALL else cell.size, "width": cell.width_label}
+
+
+def regime_result_rows(root: Path, grid: RegimeGrid, jobs: list[Job], n_full: int) -> list[dict]:
+    """``results.csv``'s rows: every finished run's metrics, and its accuracy at each perturbed level."""
+    rows = []
+    for cell in grid_cells(grid):
+        where = _cell_columns(cell, n_full)
+        for model in (cell.hybrid, cell.control):
+            for job in _cell_jobs(jobs, cell, model):
+                if job_done(job, root):
+                    rows += run_rows("regimes", model, job.cfg.seed, read_json(job.folder(root) / "metrics.json"),
+                                     **where)
+            for job in _cell_jobs(jobs, cell, model, "occlusion"):
+                if job_done(job, root):
+                    record = read_json(job.folder(root) / OCCLUSION_FILE)
+                    rows += [{"study": "regimes", "model": model, "seed": job.cfg.seed, "metric": "accuracy",
+                              "value": acc, **where, "perturbation": kind, "level": level}
+                             for kind in ("erase", "shift") for level, acc in record[kind].items()
+                             if float(level) != 0]
+    return rows
+
+
+def regime_comparison_rows(results: list[RegimeResult], pooled: list, n_full: int) -> list[dict]:
+    """``comparisons.csv``'s rows: the pooled endpoints, every cell, every perturbed level."""
+    rows = [comparison_row(cmp, train_size=n_full if size == ALL else size, width="pooled")
+            for _, _, size, cmp in pooled]
+    for r in results:
+        if r.pair is None:
+            continue
+        where = _cell_columns(r.cell, n_full)
+        rows.append(comparison_row(_named(r.pair.comparison, r.cell), **where))
+        rows += [comparison_row(_named(row["comparison"], r.cell), **where, perturbation=kind, level=level)
+                 for kind, levels in r.occlusion.items() for level, row in levels.items() if float(level) != 0]
+    return rows
+
+
+def _named(c: Comparison, cell: Cell) -> Comparison:
+    """A cell's comparison named by its models (the report names the sides with the cell's key)."""
+    return replace(c, a=cell.hybrid, b=cell.control)

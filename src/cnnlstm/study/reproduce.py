@@ -22,6 +22,7 @@ from typing import Callable
 from cnnlstm.config import RUNTIME_KEYS, TrainConfig, config_differences, config_to_dict, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.reporting.compare import SeedRun
 from cnnlstm.runs import check_model_source, read_history, read_json
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,22 @@ def job_done(job: Job, root: Path) -> bool:
     from cnnlstm.study.executor import FINAL_FILE
 
     return (job.folder(root) / FINAL_FILE[job.kind]).exists()
+
+
+def seed_runs(root: Path, jobs: list[Job]) -> dict[str, list[SeedRun]]:
+    """The finished training runs of each model, in plan order (runs without ``metrics.json`` are left out).
+
+    The one reader of a set of finished seed runs: ``compare``, the regime study and the plan's study
+    all compare what it returns.
+    """
+    out: dict[str, list[SeedRun]] = {}
+    for job in jobs:
+        folder = job.folder(root)
+        if job.kind == "train" and (folder / "metrics.json").exists():
+            metrics = read_json(folder / "metrics.json")
+            out.setdefault(job.cfg.model, []).append(
+                SeedRun(job.cfg.seed, float(metrics["accuracy"]), folder, read_json(folder / "config.json")))
+    return out
 
 
 def recipe_changes(job: Job, root: Path) -> list[str]:

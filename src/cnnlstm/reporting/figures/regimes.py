@@ -16,8 +16,9 @@ def plot_regime_map(panels: Sequence[Mapping], path) -> Path:
     """One heat map per pair: Δ (hybrid − control, points) per cell with its 95% interval printed.
 
     ``panels``: ``{"title": str, "rows": [size labels], "cols": [width labels], "cells":
-    {(row, col): {"diff": float, "low": float or None, "high": float or None}}}``. A cell whose
-    interval excludes 0 gets a black frame and a star; an empty cell reads "not run".
+    {(row, col): {"diff": float, "low": float or None, "high": float or None, "claimed": bool}}}``. A
+    cell whose difference is claimed (it survives its family's correction) gets a black frame and a
+    star; an empty cell reads "not run".
     """
     widths = [max(2.4, 1.5 * len(p["cols"]) + 0.9) for p in panels] or [3.0]
     fig = _figure(sum(widths) + 0.8, 0.9 + 0.85 * max((len(p["rows"]) for p in panels), default=1))
@@ -38,7 +39,7 @@ def plot_regime_map(panels: Sequence[Mapping], path) -> Path:
                 if cell is None:
                     ax.text(c, r, "not run", ha="center", va="center", fontsize=7, color="#666666")
                     continue
-                excludes = cell["low"] is not None and (cell["low"] > 0 or cell["high"] < 0)
+                excludes = cell["claimed"]
                 ci = "no interval" if cell["low"] is None else f"[{cell['low']:+.2f}, {cell['high']:+.2f}]"
                 dark = abs(cell["diff"]) > 0.6 * span  # white text on the deep ends of the colour scale
                 ax.text(c, r, f"{cell['diff']:+.2f}{' *' if excludes else ''}\n{ci}", ha="center", va="center",
