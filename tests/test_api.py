@@ -115,3 +115,73 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 4  # the curves (matplotlib and the run's figure), the confusion matrix, the t-SNE
     assert (tmp_path / "run" / "report.html").is_file() and (tmp_path / "run" / "embed.json").is_file()
+
+
+# --------------------------------------------------------------------------- data specs (issue 34, item 4)
+
+#: Public API functions that load no dataset, and why; every other one takes ``data=`` as a spec.
+NO_DATASET = {
+    "load_run": "loads a run's config, weights and records, never its images",
+    "report": "reads finished folders",
+    "default_report_path": "a path",
+}
+
+
+def test_every_api_function_that_loads_data_takes_a_data_spec_and_an_image_size():
+    """Wherever the CLI takes --data and --image-size, the API takes ``data=`` (a spec string among
+    its types) and ``image_size=`` (``train``: among its config-key overrides)."""
+    import inspect
+
+    from cnnlstm import api
+
+    functions = {name: getattr(api, name) for name in api.__all__ if inspect.isfunction(getattr(api, name))}
+    assert set(NO_DATASET) <= set(functions) and "regimes" in functions
+    for name, function in functions.items():
+        params = inspect.signature(function).parameters
+        if name in NO_DATASET:
+            assert "data" not in params, name
+            continue
+        assert "data" in params and "str" in str(params["data"].annotation), (name, params.get("data"))
+        takes_overrides = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        assert "image_size" in params or (name == "train" and takes_overrides), name
+
+
+def test_train_evaluate_and_explore_take_a_data_spec(tmp_path, tiny_ds):
+    """``cnnlstm.train("model1", data="DIR", image_size=32)`` trains on the folder, resized, and records
+    the spec; evaluate and explore take specs too, and a run refuses data it was not trained on."""
+    import numpy as np
+    from data.test_folders import rgb_arrays, write_png_folder
+
+    from cnnlstm.errors import UserError
+
+    folder = write_png_folder(tmp_path / "pets", rgb_arrays(36, n_train=30, n_test=9))
+    run_dir = cnnlstm.train("model1", out=tmp_path / "run", data=str(folder), image_size=32, evaluate=False,
+                            **dict(TINY, epochs=1, batch_size=16, val_size=6))
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["data"] == str(folder.resolve()) and saved["image_size"] == 32
+    assert cnnlstm.evaluate(run_dir, data=folder, figures=False)["n_test"] == 9  # a path is a spec too
+    npz = tmp_path / "other.npz"
+    other = rgb_arrays(32, n_train=12, n_test=6)
+    np.savez(npz, x_train=other["train_images"], y_train=other["train_labels"], x_test=other["test_images"],
+             y_test=other["test_labels"])
+    with pytest.raises(UserError, match="the run was trained on"):
+        cnnlstm.evaluate(run_dir, data=str(npz), figures=False)
+    stats = cnnlstm.api.explore(tmp_path / "explore", data=str(folder), image_size=32, tsne_samples=0)
+    assert stats["splits"]["train"]["n"] == 30
+    with pytest.raises(ConfigError, match="image_size goes with a data spec"):
+        cnnlstm.api.explore(tmp_path / "explore", data=tiny_ds, image_size=32, tsne_samples=0)
+
+
+def test_study_functions_take_a_data_spec(tmp_path, monkeypatch):
+    """``regimes``/``compare``/``reproduce`` load the spec (with ``image_size``) as their runs will."""
+    from data.test_folders import rgb_arrays, write_png_folder
+
+    from cnnlstm.study import regimes as R
+
+    folder = write_png_folder(tmp_path / "pets", rgb_arrays(36, n_train=30, n_test=9))
+    seen = []
+    monkeypatch.setattr(R, "measure_rate", lambda ds, threads=0: seen.append(ds) or 1.0)
+    result = cnnlstm.regimes(out=tmp_path / "regimes", seeds=1, sizes=[12], widths=[(8, 16)], size_pairs=False,
+                             data=str(folder), image_size=32, dry_run=True)
+    assert result["cost"]["train_runs"] == 2
+    assert [(ds.image_size, ds.channels, ds.num_classes) for ds in seen] == [(32, 3, 3)]

@@ -81,3 +81,104 @@ def test_command_modules_take_shared_helpers_only_from_common():
                 assert not node.module.endswith("_cmd"), f"{path.name} imports from {node.module}"
             if isinstance(node, ast.Import):
                 assert not any(n.name.endswith("_cmd") for n in node.names), path.name
+
+
+# --------------------------------------------------------------------------- usage errors (issue 34, item 5)
+
+
+def bad_values(name: str, parser: argparse.ArgumentParser) -> list[list[str]]:
+    """Command lines of ``cnnlstm NAME`` that argparse itself must refuse: each choice flag with a value
+    not among its choices, each typed flag with a value its type rejects, and an unknown option."""
+    fillers = []
+    for action in parser._actions:
+        if not action.option_strings and action.nargs in (None, argparse.ONE_OR_MORE):
+            fillers.append("x")  # required positionals (RUN_DIR, IMAGE ...): the error must come from the flag
+    cases = []
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.choices:
+            cases.append([name, *fillers, flag, "no-such-choice"])
+        elif action.type in (int, float) or getattr(action.type, "__module__", "") == "cnnlstm.cli.common":
+            cases.append([name, *fillers, flag, "zz"])
+    return [*cases, [name, *fillers, "--no-such-flag"]]
+
+
+def test_every_usage_error_is_one_line_and_a_pointer_to_help(capsys):
+    """No usage dump: ``cnnlstm CMD: error: ...`` then ``run 'cnnlstm CMD --help' for usage``, exit 2,
+    for a bad choice, a bad value and an unknown option of every command."""
+    parser = build_parser()
+    checked = set()
+    for name, sub in subcommands().items():
+        for argv in bad_values(name, sub):
+            with pytest.raises(SystemExit) as exit_:
+                parser.parse_args(argv)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exit_.value.code == 2, argv
+            assert len(err) == 2, (argv, err)
+            assert err[0].startswith(f"cnnlstm {name}: error: "), (argv, err)
+            assert err[1] == f"run 'cnnlstm {name} --help' for usage", (argv, err)
+            checked.add(name)
+    assert checked == set(subcommands())
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "cnn_lstm", "--preset", "quick"], "argument --preset: invalid choice: 'quick'"),
+    (["reproduce", "--preset", "qiuck"], "invalid choice: 'qiuck' (choose from 'best', 'paper', 'quick') "
+                                         "(did you mean 'quick'?)"),
+    (["predict", "runs/x", "a.png", "--topk", "0"], "argument --topk: expected a positive integer, got 0"),
+    (["train", "model1", "--epoch", "1"], "unrecognized arguments: --epoch 1 (did you mean '--epochs'?)"),
+    (["trian"], "argument COMMAND: invalid choice: 'trian'"),
+])
+def test_the_usage_errors_newcomers_meet(argv, words, capsys):
+    """The issue's own examples through ``main``; a long option is never abbreviated (``--epoch``
+    is not ``--epochs``), and a near miss gets a "did you mean"."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 2, err
+    assert words in err[0], err
+    where = f"cnnlstm {argv[0]}" if argv[0] != "trian" else "cnnlstm"
+    assert err[0].startswith(f"{where}: error: ") and err[1] == f"run '{where} --help' for usage"
+
+
+def test_no_parser_takes_abbreviated_options():
+    parser = build_parser()
+    assert parser.allow_abbrev is False
+    for name, sub in subcommands().items():
+        assert sub.allow_abbrev is False, name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sweep", "model1", "--data-d", "x"])  # once read as --data-dir
+
+
+# --------------------------------------------------------------------------- the data flags (issue 34, item 4)
+
+#: Commands that load no dataset, and why; every other command takes --data and --image-size.
+NO_DATASET = {
+    "models": "lists architectures: builds each model on a blank input",
+    "predict": "reads image files and prepares them as the run's data was (recorded in the run folder)",
+    "export": "writes the model's weights and the run's preprocessing card; no images are read",
+    "report": "reads finished run, explore and sweep folders, never the images",
+}
+
+
+def test_every_command_that_loads_data_takes_the_data_flags():
+    commands = subcommands()
+    assert set(NO_DATASET) <= set(commands)
+    for name, parser in commands.items():
+        options = set(parser._option_string_actions)
+        data_flags = {"--data", "--image-size", "--data-dir", "--no-download", "--no-verify"}
+        if name in NO_DATASET:
+            assert not options & data_flags, f"{name} loads no dataset ({NO_DATASET[name]}) yet has data flags"
+        else:
+            assert data_flags <= options, f"cnnlstm {name} lacks {sorted(data_flags - options)}"
+
+
+def test_sweep_takes_data_and_image_size_and_only_the_data_flags_given():
+    from cnnlstm.cli.sweep_cmd import runtime_overrides
+
+    args = build_parser().parse_args(["sweep", "model1", "--trials", "1", "--data", "pets", "--image-size", "32"])
+    assert runtime_overrides(args) == {"data": "pets", "image_size": 32}  # --set download=... still holds
+    args = build_parser().parse_args(["sweep", "model1", "--no-download", "--data-dir", "d"])
+    assert runtime_overrides(args) == {"data_dir": "d", "download": False}

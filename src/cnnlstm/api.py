@@ -15,7 +15,10 @@ run folder layout (see ``docs/architecture.md``). They are re-exported lazily by
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from cnnlstm.data import Dataset
 
 __all__ = ["Run", "compare", "default_report_path", "embed", "evaluate", "explain", "explore", "load_run",
-           "report", "reproduce", "robustness", "train"]
+           "regimes", "report", "reproduce", "robustness", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +65,123 @@ class Run:
         return self.path / "figures" / (name if name.endswith(".png") else f"{name}.png")
 
 
-def _run_dataset(cfg: TrainConfig, data) -> Dataset:
-    """The dataset of a run: ``data`` as given, ``data(cfg)`` when it is a callable (the CLI's
-    flags over the run's saved data settings), else the dataset the config names."""
+def _is_spec(data) -> bool:
+    """Whether ``data`` is a data spec (``"fashion-mnist"``, a folder, an ``.npz`` path) rather than a dataset."""
+    return isinstance(data, (str, os.PathLike))
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 0):
+        from cnnlstm.errors import ConfigError
+
+        raise ConfigError(f"image_size must be a whole number of pixels >= 0, got {image_size!r}")
+
+
+def run_data_settings(cfg: TrainConfig, data: str | os.PathLike | None = None, *, image_size: int | None = None,
+                      data_dir: str | os.PathLike | None = None) -> dict:
+    """The :func:`cnnlstm.data.load_data` arguments for a run's dataset: its saved data settings,
+    overridden by ``data``, ``image_size`` and ``data_dir`` where given.
+
+    The run's own ``image_size`` is kept only for an image folder (the one kind of data it
+    applies to) and its ``data_dir`` only for its own IDX dataset, so evaluating a run trained on
+    a folder with ``data="fashion-mnist"`` loads Fashion-MNIST as it is, and the run's check of
+    the data then says what differs, instead of "image_size is for image folders".
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The run's ``config.json``.
+    data : str or path, optional
+        A data spec (default: the run's ``data``).
+    image_size : int, optional
+        Image folders: the side every image is resized to (default: the run's, for a folder).
+    data_dir : path, optional
+        The IDX datasets: the folder of their four files (default: the run's, for its own dataset).
+
+    Returns
+    -------
+    dict
+        ``spec``, ``image_size``, ``data_dir``, ``download`` and ``verify``.
+    """
+    from cnnlstm.data.catalog import spec_kind
+
+    _check_image_size(image_size)
+    spec = str(data) if data is not None else cfg.data
+    if image_size is None:
+        image_size = cfg.image_size if spec_kind(spec) == "folder" else 0
+    if data_dir is None and spec == cfg.data:
+        data_dir = cfg.data_dir
+    return dict(spec=spec, image_size=image_size, data_dir=data_dir, download=cfg.download, verify=cfg.verify)
+
+
+def _run_dataset(cfg: TrainConfig, data, image_size: int | None = None) -> Dataset:
+    """The dataset of a run: ``data(cfg)`` when it is a callable (the CLI's flags over the run's
+    saved data settings), a loaded Dataset as given, else the data spec ``data`` (default: the
+    run's own) loaded as :func:`run_data_settings` says."""
     if callable(data):
         return data(cfg)
-    if data is not None:
+    if data is not None and not _is_spec(data):
+        if image_size is not None:
+            from cnnlstm.errors import ConfigError
+
+            raise ConfigError("image_size goes with a data spec (data='DIR'), not with a loaded Dataset")
         return data
     from cnnlstm.data import load_data
 
-    return load_data(cfg.data, image_size=cfg.image_size, data_dir=cfg.data_dir, download=cfg.download,
-                     verify=cfg.verify)
+    settings = run_data_settings(cfg, data, image_size=image_size)
+    return load_data(settings.pop("spec"), **settings)
+
+
+MODEL_UNKNOWN = re.compile(r"unknown model '(?P<name>[^']+)'")
+
+
+def add_model_hint(error: Exception) -> Exception:
+    """An unknown-model error with "(did you mean 'X'?)" after the name.
+
+    The model registry names an unknown model without a guess; the CLI and this API add the
+    closest registered name (:func:`difflib.get_close_matches`), as a mistyped ``--set`` key gets.
+
+    Parameters
+    ----------
+    error : Exception
+        Any error; only ``unknown model 'NAME'`` ones without a guess yet are changed.
+
+    Returns
+    -------
+    Exception
+        A new error of the same type with the guess, or ``error`` itself when it is another
+        error, already has a guess, or no registered name is close.
+    """
+    import difflib
+
+    text = str(error)
+    found = MODEL_UNKNOWN.search(text)
+    if not found or "did you mean" in text:
+        return error
+    from cnnlstm.models import list_models
+
+    close = difflib.get_close_matches(found["name"], list_models(), n=1)
+    if not close:
+        return error
+    hinted = type(error)(f"{text[:found.end()]} (did you mean {close[0]!r}?){text[found.end():]}")
+    hinted.__cause__ = error.__cause__
+    return hinted
+
+
+@contextmanager
+def model_hints():
+    """Re-raise an unknown-model :class:`cnnlstm.errors.ConfigError` with a "did you mean" added
+    (:func:`add_model_hint`); every other error passes unchanged."""
+    from cnnlstm.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as exc:
+        hinted = add_model_hint(exc)
+        if hinted is exc:
+            raise
+        raise hinted from exc.__cause__
 
 
 def _finished_run(run_dir: str | Path, which: str = "best", device: str | None = None) -> tuple[Path, TrainConfig]:
@@ -89,7 +198,7 @@ def _finished_run(run_dir: str | Path, which: str = "best", device: str | None =
 
 
 def train(config: TrainConfig | str | None = None, *, out: str | Path | None = None, preset: str | None = None,
-          data: Dataset | None = None, evaluate: bool = True,
+          data: Dataset | str | os.PathLike | None = None, evaluate: bool = True,
           on_epoch: Callable[[dict], None] | None = None, **overrides: Any) -> Path:
     """Train one model into a run folder, as ``cnnlstm train`` does; return the folder.
 
@@ -102,8 +211,11 @@ def train(config: TrainConfig | str | None = None, *, out: str | Path | None = N
         The run folder (default ``runs/<model>-<timestamp>``); it must not hold a run yet.
     preset : str, optional
         A shipped preset (``paper``, ``fast``, ``best``, ...), under the overrides.
-    data : Dataset, optional
-        Train on this dataset (default: the one the config names, as the CLI finds it).
+    data : Dataset, str or path, optional
+        A loaded dataset, or a data spec as ``--data`` takes it (``"fashion-mnist"``, ``"mnist"``,
+        ``"kmnist"``, a folder of class folders, an ``.npz`` file), recorded as the config's ``data``;
+        ``image_size=N`` among the overrides resizes a folder's images. Default: the dataset the
+        config names, found as the CLI finds it.
     evaluate : bool, default True
         Evaluate the best weights on the test set at the end (``metrics.json``, figures).
     on_epoch : callable, optional
@@ -125,10 +237,14 @@ def train(config: TrainConfig | str | None = None, *, out: str | Path | None = N
     from cnnlstm.runs import default_run_dir
     from cnnlstm.study.experiment import train_run
 
-    if isinstance(config, TrainConfig):  # the config's values under the overrides, checked like a file
-        cfg = resolve_train_config(overrides=deep_merge(config_to_dict(config), overrides))
-    else:
-        cfg = resolve_train_config(config, preset=preset, overrides=overrides)
+    if _is_spec(data):  # a spec is the config's `data` key, as `--data` is
+        overrides = {**overrides, "data": str(data)}
+        data = None
+    with model_hints():
+        if isinstance(config, TrainConfig):  # the config's values under the overrides, checked like a file
+            cfg = resolve_train_config(overrides=deep_merge(config_to_dict(config), overrides))
+        else:
+            cfg = resolve_train_config(config, preset=preset, overrides=overrides)
     run_dir = Path(out) if out is not None else default_run_dir(cfg.model)
     train_run(cfg, run_dir, _run_dataset(cfg, data), evaluate=evaluate, on_epoch=on_epoch)
     log.info("run folder: %s", run_dir)
@@ -160,7 +276,8 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu") -
 
 
 def evaluate(run_dir: str | Path, *, which: str = "best", tta: bool = False, device: str | None = None,
-             data=None, figures: bool = True) -> dict:
+             data: Dataset | str | os.PathLike | Callable | None = None, image_size: int | None = None,
+             figures: bool = True) -> dict:
     """Evaluate a run's weights on the test set into its folder, as ``cnnlstm evaluate`` does.
 
     Parameters
@@ -171,9 +288,12 @@ def evaluate(run_dir: str | Path, *, which: str = "best", tta: bool = False, dev
         Average the softmax over the flips the run trained with.
     device : str, optional
         Default: the run's own ``device`` setting.
-    data : Dataset or callable, optional
-        Default: the dataset the run was trained on, found as the CLI finds it; a callable gets
-        the run's config and returns the dataset.
+    data : Dataset, str, path or callable, optional
+        Default: the dataset the run was trained on, found as the CLI finds it. A data spec
+        (``"fashion-mnist"``, a folder, an ``.npz`` file) as ``--data`` takes it; a loaded
+        Dataset; or a callable that gets the run's config and returns the dataset.
+    image_size : int, optional
+        With an image folder: the side its images are resized to (default: the run's).
     figures : bool, default True
         Also (re)draw ``figures/`` (confusion matrices, ROC curves, curves, misclassified images).
 
@@ -191,16 +311,32 @@ def evaluate(run_dir: str | Path, *, which: str = "best", tta: bool = False, dev
     run_dir, cfg = _finished_run(run_dir, which, device)
     if tta and tta_views_for(cfg) is None:
         log.warning("tta has no effect: %s trained without flips", run_dir)
-    return evaluate_run(run_dir, _run_dataset(cfg, data), which=which, tta=tta, device=device, figures=figures)
+    return evaluate_run(run_dir, _run_dataset(cfg, data, image_size), which=which, tta=tta, device=device,
+                        figures=figures)
 
 
 def embed(run_dir: str | Path, *, samples: int | None = None, perplexity: float = 30.0, k0: int | None = None,
-          seed: int = 0, device: str | None = None, n_jobs: int = -1, data=None) -> dict:
+          seed: int = 0, device: str | None = None, n_jobs: int = -1,
+          data: Dataset | str | os.PathLike | Callable | None = None, image_size: int | None = None) -> dict:
     """t-SNE of a run's learned features on the test set, as ``cnnlstm embed`` does.
 
     Writes ``embedding.npy``, ``embed.json`` and ``figures/tsne.png`` into the run folder; see
-    :func:`cnnlstm.study.exploration.run_embed` for the parameters (PCA initialisation, K0 =
+    :func:`cnnlstm.study.exploration.run_embed` for the t-SNE parameters (PCA initialisation, K0 =
     floor((ln n)^2) unless ``k0`` is given).
+
+    Parameters
+    ----------
+    run_dir : path
+    samples, perplexity, k0, seed, n_jobs
+        As ``cnnlstm embed``'s flags.
+    device : str, optional
+        Default: the run's own ``device`` setting.
+    data : Dataset, str, path or callable, optional
+        Default: the dataset the run was trained on, found as the CLI finds it. A data spec
+        (``"fashion-mnist"``, a folder, an ``.npz`` file) as ``--data`` takes it; a loaded
+        Dataset; or a callable that gets the run's config and returns the dataset.
+    image_size : int, optional
+        With an image folder: the side its images are resized to (default: the run's).
 
     Returns
     -------
@@ -217,32 +353,44 @@ def embed(run_dir: str | Path, *, samples: int | None = None, perplexity: float 
 
     check_tsne_settings(samples=samples, perplexity=perplexity, n_jobs=n_jobs, k0=k0)
     run_dir, cfg = _finished_run(run_dir, "best", device)
-    return run_embed(run_dir, _run_dataset(cfg, data), samples=samples, perplexity=perplexity, k0=k0, seed=seed,
-                     device=device, n_jobs=n_jobs)
+    return run_embed(run_dir, _run_dataset(cfg, data, image_size), samples=samples, perplexity=perplexity, k0=k0,
+                     seed=seed, device=device, n_jobs=n_jobs)
 
 
-def explore(out: str | Path = "runs/explore", *, data: Dataset | None = None, tsne_samples: int | None = None,
-            seed: int = 0, n_jobs: int = -1, k0: int | None = None, perplexity: float = 30.0) -> dict:
+def explore(out: str | Path = "runs/explore", *, data: Dataset | str | os.PathLike | None = None,
+            image_size: int | None = None, tsne_samples: int | None = None, seed: int = 0, n_jobs: int = -1,
+            k0: int | None = None, perplexity: float = 30.0) -> dict:
     """The plan's data exploration into ``out``, as ``cnnlstm explore`` does.
 
-    Returns the ``stats.json`` content (see :func:`cnnlstm.study.exploration.run_explore`):
-    statistics, the duplicate audit and, unless ``tsne_samples=0``, the raw-pixel t-SNE record.
+    Parameters
+    ----------
+    out : path, default "runs/explore"
+    data : Dataset, str or path, optional
+        A loaded dataset or a data spec as ``--data`` takes it (default ``"fashion-mnist"``).
+    image_size : int, optional
+        With an image folder: the side its images are resized to (default: their own size).
+    tsne_samples, seed, n_jobs, k0, perplexity
+        As ``cnnlstm explore``'s flags (``tsne_samples=0`` skips the t-SNE).
+
+    Returns
+    -------
+    dict
+        The ``stats.json`` content (see :func:`cnnlstm.study.exploration.run_explore`):
+        statistics, the duplicate audit and, unless ``tsne_samples=0``, the raw-pixel t-SNE record.
     """
     from cnnlstm.study.exploration import check_tsne_settings, run_explore
 
     check_tsne_settings(samples=tsne_samples, perplexity=perplexity, n_jobs=n_jobs, k0=k0, zero_skips=True,
                         what="tsne_samples")
-    if data is None:
-        from cnnlstm.data import load_dataset
-
-        data = load_dataset()
+    data = _spec_dataset(data, image_size)
     return run_explore(data, Path(out), tsne_samples=tsne_samples, seed=seed, n_jobs=n_jobs, k0=k0,
                        perplexity=perplexity)
 
 
 def robustness(run_dir: str | Path, *, baseline: str | Path | None = None, severities=None,
                corruptions=None, samples: int | None = None, seed: int = 0, device: str | None = None,
-               data=None, progress=None, baseline_progress=None) -> dict:
+               data: Dataset | str | os.PathLike | Callable | None = None, image_size: int | None = None,
+               progress=None, baseline_progress=None) -> dict:
     """A run on the Fashion-MNIST-C corruptions into ``robustness.json``, as ``cnnlstm robustness`` does.
 
     Parameters
@@ -259,7 +407,12 @@ def robustness(run_dir: str | Path, *, baseline: str | Path | None = None, sever
         A seeded sample of the test images (default all).
     seed : int, default 0
     device : str, optional
-    data : Dataset or callable, optional
+    data : Dataset, str, path or callable, optional
+        Default: the dataset the run was trained on, found as the CLI finds it. A data spec
+        (``"fashion-mnist"``, a folder, an ``.npz`` file) as ``--data`` takes it; a loaded
+        Dataset; or a callable that gets the run's config and returns the dataset.
+    image_size : int, optional
+        With an image folder: the side its images are resized to (default: the run's).
     progress, baseline_progress : callable, optional
         ``progress(done, total, label)`` for the run and for the baseline.
 
@@ -281,7 +434,7 @@ def robustness(run_dir: str | Path, *, baseline: str | Path | None = None, sever
     base_dir = None
     if baseline is not None:
         base_dir, _ = _finished_run(baseline, "best", None)
-    ds = _run_dataset(cfg, data)
+    ds = _run_dataset(cfg, data, image_size)
     settings = dict(severities=severities, corruptions=names, samples=samples, seed=seed)
     base_record = None
     if base_dir is not None:
@@ -294,10 +447,28 @@ def robustness(run_dir: str | Path, *, baseline: str | Path | None = None, sever
 
 
 def explain(run_dir: str | Path, *, per_class: int = 3, mistakes: int = 8, seed: int = 0,
-            device: str | None = None, data=None) -> dict:
+            device: str | None = None, data: Dataset | str | os.PathLike | Callable | None = None,
+            image_size: int | None = None) -> dict:
     """Where a run's model looks, into ``explain.json`` and two figures, as ``cnnlstm explain`` does.
 
-    Returns the ``explain.json`` record (:func:`cnnlstm.study.explain.run_explain`).
+    Parameters
+    ----------
+    run_dir : path
+    per_class, mistakes, seed
+        As ``cnnlstm explain``'s flags.
+    device : str, optional
+        Default: the run's own ``device`` setting.
+    data : Dataset, str, path or callable, optional
+        Default: the dataset the run was trained on, found as the CLI finds it. A data spec
+        (``"fashion-mnist"``, a folder, an ``.npz`` file) as ``--data`` takes it; a loaded
+        Dataset; or a callable that gets the run's config and returns the dataset.
+    image_size : int, optional
+        With an image folder: the side its images are resized to (default: the run's).
+
+    Returns
+    -------
+    dict
+        The ``explain.json`` record (:func:`cnnlstm.study.explain.run_explain`).
     """
     from cnnlstm.errors import ConfigError
     from cnnlstm.runs import read_json
@@ -308,7 +479,8 @@ def explain(run_dir: str | Path, *, per_class: int = 3, mistakes: int = 8, seed:
     if mistakes < 0:
         raise ConfigError(f"mistakes must be >= 0, got {mistakes}")
     run_dir, cfg = _finished_run(run_dir, "best", device)
-    run_explain(run_dir, _run_dataset(cfg, data), per_class=per_class, mistakes=mistakes, seed=seed, device=device)
+    run_explain(run_dir, _run_dataset(cfg, data, image_size), per_class=per_class, mistakes=mistakes, seed=seed,
+                device=device)
     return read_json(run_dir / "explain.json")
 
 
@@ -346,9 +518,9 @@ def report(*folders: str | Path, out: str | Path | None = None, title: str | Non
 
 def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: int | None = None,
               models: tuple[str, ...] | list[str] | None = None, ablations: tuple[str, ...] | list[str] | None = None,
-              tsne_samples: int | None = None, data: Dataset | None = None, settings: dict | None = None,
-              workers: int | None = None, dask: str | None = None, dask_tls: str | Path | None = None,
-              gpu_per_job: float | None = None, model_file: str | None = None, events=None) -> dict:
+              tsne_samples: int | None = None, data: Dataset | str | os.PathLike | None = None,
+              image_size: int | None = None, settings: dict | None = None, workers: int | None = None,
+              dask: str | None = None, dask_tls: str | Path | None = None, gpu_per_job: float | None = None, model_file: str | None = None, events=None) -> dict:
     """The whole study into one folder, resumably, and its report, as ``cnnlstm reproduce`` does.
 
     Parameters
@@ -362,8 +534,12 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         Only these models / flagship ablations (``()`` for no ablations).
     tsne_samples : int, optional
         Images in the raw-pixel t-SNE (0 skips it).
-    data : Dataset, optional
-        Default: found as the CLI finds it (``settings``' ``data_dir``, ``download``, ``verify``).
+    data : Dataset, str or path, optional
+        A loaded dataset, or a data spec as ``--data`` takes it (``"mnist"``, a folder, an ``.npz``
+        file). Default: the one ``settings`` names (``data``, ``image_size``, ``data_dir`` ...),
+        found as the CLI finds it.
+    image_size : int, optional
+        With an image folder: the side its images are resized to (as ``settings``' ``image_size``).
     settings : dict, optional
         Config keys for every run, where it trains rather than what it learns (``device``,
         ``threads``, ``data_dir`` ...) plus ``limit_train`` for smoke studies.
@@ -408,12 +584,14 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
 
         source = load_model_source(model_file)
         user_models = tuple((m, source.spec) for m in source.models if models is None or m in models)
-    for m in models or ():
-        get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
+    with model_hints():
+        for m in models or ():
+            get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
     unknown = set(ablations or ()) - set(ABLATIONS)
     if unknown:
         raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
-    common = _study_common(settings, workers, dask, gpu_per_job)
+    common = _study_common(settings, workers, dask, gpu_per_job, data, image_size)
+    data = None if _is_spec(data) else data
     root = Path(out) if out is not None else Path(f"runs/reproduce-{study.name}")
     jobs = plan_jobs(study, seeds=seeds, common=common, models=tuple(models) if models is not None else None,
                      ablations=tuple(ablations) if ablations is not None else None, user_models=user_models)
@@ -430,15 +608,25 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
     return summary
 
 
-def _study_common(settings: dict | None, workers, dask, gpu_per_job) -> dict:
-    """The config keys every run of a study gets, checked, with a local worker's share of the cores."""
+def _study_common(settings: dict | None, workers, dask, gpu_per_job, data=None,
+                  image_size: int | None = None) -> dict:
+    """The config keys every run of a study gets, checked, with a local worker's share of the cores;
+    a data spec ``data`` and ``image_size`` become its ``data`` and ``image_size`` keys."""
     from cnnlstm.errors import ConfigError
+
+    _check_image_size(image_size)
+    if image_size is not None and data is not None and not _is_spec(data):
+        raise ConfigError("image_size goes with a data spec (data='DIR'), not with a loaded Dataset")
 
     if workers is not None and dask is not None:
         raise ConfigError("choose one of workers (a local Dask cluster) and dask (an existing one)")
     if gpu_per_job is not None and not 0 < gpu_per_job <= 1:
         raise ConfigError(f"gpu_per_job must be in (0, 1], got {gpu_per_job}")
     common = dict(settings or {})
+    if _is_spec(data):
+        common["data"] = str(data)
+    if image_size is not None:
+        common["image_size"] = image_size
     if common.get("device") is not None:
         from cnnlstm.device import check_device_name
 
@@ -452,6 +640,19 @@ def _study_common(settings: dict | None, workers, dask, gpu_per_job) -> dict:
     return common
 
 
+def _spec_dataset(data, image_size: int | None = None) -> Dataset:
+    """``data`` when it is a loaded Dataset, else the data spec it names (default Fashion-MNIST) loaded."""
+    _check_image_size(image_size)
+    if data is not None and not _is_spec(data):
+        if image_size is not None:
+            from cnnlstm.errors import ConfigError
+
+            raise ConfigError("image_size goes with a data spec (data='DIR'), not with a loaded Dataset")
+        return data
+    return _common_dataset({"data": str(data) if data is not None else "fashion-mnist",
+                            "image_size": image_size or 0})
+
+
 def _common_dataset(common: dict) -> Dataset:
     """The dataset a study's common settings name (``data``, ``image_size``, ``data_dir`` ...)."""
     from cnnlstm.data import load_data
@@ -462,7 +663,8 @@ def _common_dataset(common: dict) -> Dataset:
 
 
 def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int = 3, preset: str | None = "fast",
-            data: Dataset | None = None, settings: dict | None = None, workers: int | None = None,
+            data: Dataset | str | os.PathLike | None = None, image_size: int | None = None,
+            settings: dict | None = None, workers: int | None = None,
             dask: str | None = None, dask_tls: str | Path | None = None, gpu_per_job: float | None = None,
             events=None) -> dict:
     """Train ``models`` under one recipe and the same seeds, then compare every pair; as ``cnnlstm compare``.
@@ -477,8 +679,12 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
         Seeds 0 .. seeds-1 for every model: seed k of one model is paired with seed k of another.
     preset : str, optional
         The training preset every model trains with (default ``fast``; None for the config defaults).
-    data : Dataset, optional
-        Default: the one ``settings`` names (``data``, ``image_size``, ``data_dir`` ...).
+    data : Dataset, str or path, optional
+        A loaded dataset, or a data spec as ``--data`` takes it (``"mnist"``, a folder, an ``.npz``
+        file). Default: the one ``settings`` names (``data``, ``image_size``, ``data_dir`` ...),
+        found as the CLI finds it.
+    image_size : int, optional
+        With an image folder: the side its images are resized to (as ``settings``' ``image_size``).
     settings : dict, optional
         Config keys for every run (``epochs``, ``device``, ``threads``, ``data`` ...).
     workers, dask, dask_tls, gpu_per_job
@@ -492,10 +698,12 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
     """
     from cnnlstm.study.compare import plan_compare, run_compare
 
-    common = _study_common(settings, workers, dask, gpu_per_job)
-    if data is None:
+    common = _study_common(settings, workers, dask, gpu_per_job, data, image_size)
+    with model_hints():
+        plan = plan_compare(models, seeds=seeds, preset=preset, common=common)
+    if data is None or _is_spec(data):
         data = _common_dataset(common)
-    jobs = _fit_jobs_to_dataset(plan_compare(models, seeds=seeds, preset=preset, common=common), data)
+    jobs = _fit_jobs_to_dataset(plan, data)
     root = Path(out) if out is not None else Path("runs") / ("compare-" + "-".join(models))
     executor = _study_executor(workers, dask, dask_tls, gpu_per_job)
     try:
@@ -536,9 +744,9 @@ def _study_executor(workers, dask, dask_tls, gpu_per_job):
 
 def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[int] | None = None,
             widths: Sequence[Sequence[int]] | None = None, steps: int | None = None, size_pairs: bool = True,
-            preset: str = "fast", data: Dataset | None = None, settings: dict | None = None,
-            workers: int | None = None, dask: str | None = None, dask_tls: str | Path | None = None,
-            gpu_per_job: float | None = None, dry_run: bool = False, on_plan: Callable[[dict], None] | None = None,
+            preset: str = "fast", data: Dataset | str | os.PathLike | None = None, image_size: int | None = None,
+            settings: dict | None = None, workers: int | None = None, dask: str | None = None,
+            dask_tls: str | Path | None = None, gpu_per_job: float | None = None, dry_run: bool = False, on_plan: Callable[[dict], None] | None = None,
             events=None) -> dict:
     """The regime study, as ``cnnlstm regimes``: each hybrid beside its control over a grid of
     training-set sizes and stem widths, plus test-time occlusion; resumable, into one folder.
@@ -560,7 +768,7 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
         Also map ``model1_lstm`` vs ``model1`` over the sizes.
     preset : str, default "fast"
         The training preset of every run.
-    data, settings, workers, dask, dask_tls, gpu_per_job, events
+    data, image_size, settings, workers, dask, dask_tls, gpu_per_job, events
         As for :func:`compare`.
     dry_run : bool
         Plan and cost only: nothing is trained.
@@ -586,8 +794,8 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
     if steps is not None:
         grid = replace(grid, steps_full=int(steps))
     grid = replace(grid, preset=preset, size_pairs=grid.size_pairs if size_pairs else ()).check()
-    common = _study_common(settings, workers, dask, gpu_per_job)
-    if data is None:
+    common = _study_common(settings, workers, dask, gpu_per_job, data, image_size)
+    if data is None or _is_spec(data):
         data = _common_dataset(common)
     jobs = _fit_jobs_to_dataset(R.plan_regimes(grid, data, common=common), data)
     root = Path(out) if out is not None else Path("runs/regimes")

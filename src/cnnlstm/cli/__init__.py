@@ -48,13 +48,74 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class CliParser(argparse.ArgumentParser):
+    """The parser of ``cnnlstm`` and of every subcommand.
+
+    A usage error is one line, ``cnnlstm train: error: ...``, then a pointer to ``--help``
+    instead of the whole usage text, with exit status 2. A mistyped choice or option gets a
+    "did you mean". Long options are never abbreviated (``--epoch`` is not ``--epochs``), so a
+    later flag cannot change what an old command line means.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._last_namespace: argparse.Namespace | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        self._last_namespace = namespace  # which subcommand ran, for the hint on unknown options
+        return namespace, extras
+
+    def error(self, message: str):
+        """Print ``PROG: error: MESSAGE`` and ``run 'PROG --help' for usage``; exit 2."""
+        command = self._subcommand()
+        if command is not None and message.startswith("unrecognized arguments: "):
+            command.error(message)  # argparse finds them at the top; they belong to the subcommand
+        message = f"{message}{self._hint(message)}"
+        self.exit(2, f"{self.prog}: error: {message}\nrun '{self.prog} --help' for usage\n")
+
+    def _hint(self, message: str) -> str:
+        """`` (did you mean ...?)`` for a mistyped choice or option, else ``""``."""
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            options = [c.strip().strip("'\"") for c in choice[2].split(",")]
+            return did_you_mean(choice[1], options)
+        unknown = re.match(r"unrecognized arguments: (.*)$", message)
+        if unknown:
+            options = self._option_strings()
+            for token in unknown[1].split():
+                hint = did_you_mean(token.split("=", 1)[0], options) if token.startswith("--") else ""
+                if hint:
+                    return hint
+        return ""
+
+    def _option_strings(self) -> list[str]:
+        return [o for o in self._option_string_actions if o.startswith("--")]
+
+    def _subcommand(self) -> CliParser | None:
+        """The subcommand's parser, once the command line named one."""
+        sub = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+        command = getattr(self._last_namespace, "command", None)
+        return sub.choices[command] if sub is not None and command in sub.choices else None
+
+
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'X'?)`` when one of ``options`` is close to ``word``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``cnnlstm`` parser with every subcommand of this checkout."""
+    parser = CliParser(
         prog="cnnlstm", description="CNN-LSTM hybrids and CNN baselines on Fashion-MNIST.",
         epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"cnnlstm {__version__}")
     add_common_flags(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"cnnlstm.cli.{name}_cmd")
@@ -76,8 +137,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_command(sub, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
     """Create a subcommand parser with the shared flags and an examples epilog."""
-    p = sub.add_parser(name, help=help, description=description,
-                       epilog="examples:\n" + examples, formatter_class=HelpFormatter)
+    p = sub.add_parser(name, help=help, description=description, epilog="examples:\n" + examples,
+                       formatter_class=HelpFormatter, allow_abbrev=False)
     add_common_flags(p)
     return p
 
@@ -112,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(f"cnnlstm {args.command}: error: {exc}", file=sys.stderr)
+        from cnnlstm.api import add_model_hint
+
+        print(f"cnnlstm {args.command}: error: {add_model_hint(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cnnlstm {args.command}: interrupted", file=sys.stderr)

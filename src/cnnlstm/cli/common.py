@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from cnnlstm.data import Dataset, load_data
@@ -139,20 +140,56 @@ def load_data_for_cli(args, *, data=None, image_size=None, data_dir=None, downlo
 
 
 def load_run_data(args, cfg, run_dir: Path) -> Dataset:
-    """The dataset of a run: its saved data settings, overridden by explicit data flags."""
-    data_dir = args.data_dir if args.data_dir is not None else cfg.data_dir
+    """The dataset of a run: its saved data settings, overridden by explicit data flags.
+
+    The run's ``image_size`` and ``data_dir`` are carried over only where they apply (a folder;
+    its own IDX dataset): see :func:`cnnlstm.api.run_data_settings`.
+    """
+    from cnnlstm.api import run_data_settings
+
+    settings = run_data_settings(cfg, args.data, image_size=args.image_size or None, data_dir=args.data_dir)
     try:
-        return load_data_for_cli(args, data=args.data or cfg.data, image_size=args.image_size or cfg.image_size,
-                                 data_dir=data_dir, download=args.download and cfg.download,
+        return load_data_for_cli(args, data=settings["spec"], image_size=settings["image_size"],
+                                 data_dir=settings["data_dir"], download=args.download and cfg.download,
                                  verify=args.verify and cfg.verify)
     except DatasetError as exc:
-        if args.data_dir is None and cfg.data_dir is not None:
+        if args.data_dir is None and settings["data_dir"] is not None:
             raise DatasetError(f"{exc} (the data_dir saved in {run_dir}/config.json; "
                                "pass --data-dir to use another copy)") from exc
         raise
 
 
 # --------------------------------------------------------------------------- progress
+
+
+@contextmanager
+def working(quiet: bool, what: str, *, live: bool | None = None):
+    """A spinner with the time elapsed while ``what`` runs, for a step that reports no progress of its own.
+
+    Shown on stderr when it is a terminal (``live`` overrides that) and not ``quiet``; the
+    library's log lines print above it as each part finishes. Off a terminal it shows nothing,
+    so logs and captured output are unchanged.
+
+    Parameters
+    ----------
+    quiet : bool
+        ``--quiet``: no display.
+    what : str
+        What is being done, e.g. ``"evaluating runs/m1 and drawing its figures"``.
+    live : bool, optional
+        Force the spinner on or off (default: whether stderr is a terminal).
+    """
+    if quiet or not (sys.stderr.isatty() if live is None else live):
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                       console=Console(stderr=True), transient=True)
+    spinner.add_task(what, total=None)
+    with spinner:
+        yield
 
 
 class TrainingDisplay:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import add_data_flags, load_data_for_cli
-from cnnlstm.data.sources import IDX_FAMILIES
+from cnnlstm.data.sources import IDX_FAMILIES, candidate_dirs
+
+#: Where an IDX dataset's folder was found, in words (the labels of ``candidate_dirs``).
+FOUND_IN = {"--data-dir": "named by --data-dir", "$CNNLSTM_DATA": "named by $CNNLSTM_DATA",
+            "cache": "the user cache, where downloads go", "debian": "Debian's dataset-fashion-mnist package"}
 
 
 def add_parser(sub) -> None:
@@ -26,11 +33,41 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+@contextmanager
+def without_loading_line():
+    """Drop the loader's own "loading X from FOLDER (label)" log line: this command prints the
+    source itself, once, in words."""
+    logger = logging.getLogger("cnnlstm.data.sources")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("loading ")
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def describe_source(ds, data_dir) -> str:
+    """``/usr/share/datasets/fashion-mnist (Debian's ... package; decoded arrays read from the array cache)``."""
+    folder = ds.source.removesuffix(" (cache)")
+    notes = []
+    if ds.name in IDX_FAMILIES:
+        labels = {str(path): label for label, path in candidate_dirs(data_dir, IDX_FAMILIES[ds.name])}
+        if folder in labels:
+            notes.append(FOUND_IN.get(labels[folder], labels[folder]))
+    if ds.source.endswith(" (cache)"):
+        notes.append("decoded arrays read from the array cache")
+    return folder + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def run(args) -> int:
-    ds = load_data_for_cli(args)
+    with without_loading_line():
+        ds = load_data_for_cli(args)
     console = Console()
     console.print(f"dataset: {ds.name}")
-    console.print(f"source: {ds.source}")
+    console.print(f"source: {describe_source(ds, args.data_dir)}")
     if ds.name not in IDX_FAMILIES:
         status = "none published (a folder or .npz of your own); the arrays' SHA-256 below identifies it"
     else:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import DATA_NOTE, add_data_flags, add_device_flag, load_run_data
+from cnnlstm.cli.common import DATA_NOTE, add_data_flags, add_device_flag, load_run_data, working
 
 EXAMPLES = """\
   cnnlstm evaluate runs/cnn_lstm-20250101-120000            # best.pt on the 10,000 test images
@@ -39,8 +40,15 @@ def run(args) -> int:
     from cnnlstm import api
 
     run_dir = Path(args.run_dir)
-    metrics = api.evaluate(run_dir, which=args.checkpoint, tta=args.tta, device=args.device,
-                           data=lambda cfg: load_run_data(args, cfg, run_dir))
+    with ExitStack() as stack:
+        def data(cfg):
+            """The run's dataset, then a spinner for the evaluation and its figures (a download has its own bar)."""
+            ds = load_run_data(args, cfg, run_dir)
+            stack.enter_context(working(args.quiet, f"evaluating {run_dir} on {len(ds.test_labels):,} test "
+                                        "images and drawing its figures"))
+            return ds
+
+        metrics = api.evaluate(run_dir, which=args.checkpoint, tta=args.tta, device=args.device, data=data)
     if not args.quiet:
         print_summary(run_dir, metrics)
     return 0

@@ -44,8 +44,7 @@ def run(args) -> int:
                          device=args.device, data=lambda cfg: load_run_data(args, cfg, run_dir))
     if not args.quiet:
         print(f"{run_dir}: Grad-CAM on {record['grad_cam']['layer']}; " + (
-            f"step attribution over {record['steps']['n_steps']} {record['steps']['seq_axis']} steps"
-            if "absent" not in record["steps"] else record["steps"]["absent"]))
+            step_words(record["steps"]) if "absent" not in record["steps"] else record["steps"]["absent"]))
         profile = record.get("step_profile")
         if profile:
             print("mean share of |attribution| per step: " + " ".join(f"{v:.2f}" for v in profile["all"]))
@@ -53,3 +52,15 @@ def run(args) -> int:
         print(f"wrote {run_dir / 'explain.json'}, figures/explain.png and figures/explain_mistakes.png "
               f"({record['seconds']:.1f} s)")
     return 0
+
+
+#: What one LSTM step is, for each ``seq_axis`` a hybrid reads its feature map along.
+STEP_UNITS = {"rows": "row", "cols": "column", "spatial": "position"}
+
+
+def step_words(steps: dict) -> str:
+    """``step attribution over 7 LSTM steps (one per row of the feature map)``."""
+    n, axis = steps["n_steps"], steps.get("seq_axis")
+    unit = STEP_UNITS.get(axis)
+    what = f" (one per {unit} of the feature map)" if unit else f" ({axis})" if axis else ""
+    return f"step attribution over {n} LSTM step{'s' if n != 1 else ''}{what}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import add_data_flags, add_tsne_flags, fmt, load_data_for_cli
+from cnnlstm.cli.common import add_data_flags, add_tsne_flags, fmt, load_data_for_cli, working
 
 EXAMPLES = """\
   cnnlstm explore                            # all 70,000 images into runs/explore (t-SNE ~2 min on 2 cores)
@@ -39,11 +39,22 @@ def run(args) -> int:
     from cnnlstm import api
 
     out = Path(args.out)
-    stats = api.explore(out, data=load_data_for_cli(args), tsne_samples=args.tsne_samples, seed=args.seed,
-                        n_jobs=args.jobs, k0=args.k0, perplexity=args.perplexity)
+    ds = load_data_for_cli(args)
+    with working(args.quiet, explore_steps(len(ds.train_labels) + len(ds.test_labels), args.tsne_samples)):
+        stats = api.explore(out, data=ds, tsne_samples=args.tsne_samples, seed=args.seed, n_jobs=args.jobs,
+                            k0=args.k0, perplexity=args.perplexity)
     if not args.quiet:
         print_summary(out, stats)
     return 0
+
+
+def explore_steps(n_images: int, tsne_samples: int | None) -> str:
+    """What explore does, for its spinner: ``exploring 70,000 images: ..., t-SNE of 70,000``."""
+    steps = f"exploring {n_images:,} images: statistics, figures, duplicate audit"
+    if tsne_samples == 0:
+        return steps
+    n = n_images if tsne_samples is None else min(tsne_samples, n_images)
+    return f"{steps}, then a t-SNE of {n:,} (about 2 min for 70,000 on 2 cores)"
 
 
 def print_summary(out: Path, stats: dict) -> None:

@@ -32,7 +32,11 @@ needed, so dataset images pass through unchanged. See docs/predict.md.
 
 A file that cannot be used (unreadable, not an image, truncated, smaller than 8x8, larger than
 50 MP, blank) gets a one-line error on stderr; the other files are still predicted.
-Exit status: 0 all predicted, 1 some file failed, 2 usage error (e.g. RUN_DIR is not a run).
+
+exit status:
+  0  every file was predicted
+  1  some files failed (each named on stderr); the others were predicted
+  2  nothing was predicted: a usage error (RUN_DIR is not a run, --topk 0 ...) or every file failed
 """
 
 
@@ -91,7 +95,17 @@ def run(args) -> int:
             warnings.simplefilter("ignore")
         results = predict_files(run_, paths, topk=args.topk, batch_size=args.batch_size)
         failed = _print_json(results) if args.json else _print_table(results, min(args.topk, len(run_.classes)))
-    return 1 if failed else 0
+    return exit_status(failed, len(paths))
+
+
+def exit_status(failed: int, total: int) -> int:
+    """0 when every file was predicted, 1 when some failed and the rest were predicted, 2 when all failed.
+
+    Every file failing is a user error (the inputs are not images), so it exits like one.
+    """
+    if not failed:
+        return 0
+    return 2 if failed >= total else 1
 
 
 def _report_error(message: str) -> None:

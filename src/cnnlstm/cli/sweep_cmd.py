@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cnnlstm.cli import add_command
-from cnnlstm.cli.common import add_device_flag, check_device, load_data_for_cli
+from cnnlstm.cli.common import add_data_flags, add_device_flag, check_device, load_data_for_cli
 from cnnlstm.config import deep_merge, dump_config, parse_set, preset_names, resolve_model_source
 from cnnlstm.errors import ConfigError
 
@@ -15,6 +15,7 @@ EXAMPLES = """\
   cnnlstm sweep cnn_lstm --trials 40 --preset fast --set epochs=3 --space space.toml
   cnnlstm sweep model1 --trials 20 --set epochs=3            # run again: continues the same study
   cnnlstm sweep gru_hybrid --model-file examples/gru_hybrid.py --trials 10 --set epochs=2
+  cnnlstm sweep cnn_lstm --data ~/pets --image-size 32 --trials 20 --set epochs=5   # your own images
 
   # one study across lab machines: run the same line on each (N is the total over all of them)
   cnnlstm sweep cnn_lstm --trials 100 --preset fast --study lab-cnn-lstm \\
@@ -59,11 +60,9 @@ def add_parser(sub) -> None:
     p.add_argument("--best", metavar="STUDY",
                    help="print or write the best trial's config of STUDY (needs --storage)")
     runtime = p.add_argument_group("data and runtime (fixed for every trial, like --set)")
-    runtime.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files")
-    runtime.add_argument("--no-download", dest="download", action="store_false", default=None,
-                         help="never download the dataset")
-    runtime.add_argument("--no-verify", dest="verify", action="store_false", default=None,
-                         help="skip the Fashion-MNIST checksum (other IDX datasets)")
+    add_data_flags(runtime)
+    # Only the data flags given override the preset's and --set's values, as --set would.
+    p.set_defaults(download=None, verify=None)
     add_device_flag(runtime, default=None, default_text="the preset's or --set's, else auto")
     runtime.add_argument("--threads", type=int, help="CPU threads per worker")
     runtime.add_argument("--model-file", metavar="PATH.py",
@@ -82,8 +81,9 @@ def add_parser(sub) -> None:
 
 def runtime_overrides(args) -> dict:
     """The data/runtime flags as config values (only those given)."""
-    values = {"data_dir": args.data_dir, "download": args.download, "verify": args.verify,
-              "device": check_device(args.device), "threads": args.threads}
+    values = {"data": args.data, "image_size": args.image_size, "data_dir": args.data_dir,
+              "download": args.download, "verify": args.verify, "device": check_device(args.device),
+              "threads": args.threads}
     return {k: v for k, v in values.items() if v is not None}
 
 
