@@ -173,7 +173,7 @@ def test_explain_an_lstm_run(copy_run, capsys):
     assert len(record["step_profile"]["all"]) == 4
     for name in ("explain.png", "explain_mistakes.png"):
         assert (run / "figures" / name).stat().st_size > 1000
-    assert "step attribution over 4 rows steps" in out
+    assert "step attribution over 4 LSTM steps (one per row of the feature map)" in out
 
 
 def test_explain_a_cnn_says_there_are_no_steps(copy_run, capsys):

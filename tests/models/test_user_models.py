@@ -224,7 +224,8 @@ def test_compare_trains_the_user_models_and_refuses_an_edited_file(gru_file, tin
     assert main(args) == 0
     report = (out / "report.md").read_text()
     assert "gru_hybrid" in report and "gru_control" in report
-    assert "no measurable difference" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "gru_hybrid" in printed and "at 2 seeds" in printed and "no measurable difference" not in printed
     for run in (out / "runs").iterdir():
         assert json.loads((run / "config.json").read_text())["model_file"] == str(gru_file)
     gru_file.write_text(gru_file.read_text().replace("hidden=64", "hidden=32"))
