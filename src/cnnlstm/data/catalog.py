@@ -4,11 +4,15 @@ A spec is one of
 
 - ``fashion-mnist`` (the default), ``mnist``, ``kmnist``: an IDX family
   (:mod:`cnnlstm.data.sources`), found, verified and cached as Fashion-MNIST always was;
+- ``debris``, ``debris:N``, ``pathfinder``, ``pathfinder:L``: a synthetic task, generated from
+  fixed seeds and cached (:mod:`cnnlstm.data.synthetic`); recorded by its canonical name
+  (``debris:50``, ``pathfinder:14``);
 - a path ending in ``.npz``: arrays (:mod:`cnnlstm.data.npz`);
 - a path to a folder: image files in class folders (:mod:`cnnlstm.data.folders`).
 
-A run folder records the spec (``config.json``'s ``data``) and the arrays' checksum
-(``dataset.json``), so a run evaluated on other data fails in one line instead of mixing them.
+Names win over paths: a folder called ``debris`` is read as ``./debris``. A run folder records
+the spec (``config.json``'s ``data``) and the arrays' checksum (``dataset.json``), so a run
+evaluated on other data fails in one line instead of mixing them.
 """
 
 from __future__ import annotations
@@ -19,15 +23,23 @@ from typing import Callable
 
 from cnnlstm.data.dataset import Dataset
 from cnnlstm.data.sources import IDX_FAMILIES, load_dataset
+from cnnlstm.data.synthetic import is_synthetic, load_synthetic, parse_spec
 from cnnlstm.errors import DatasetError
 
 DEFAULT_SPEC = "fashion-mnist"
 
 
 def spec_kind(spec: str) -> str:
-    """``"idx"``, ``"npz"`` or ``"folder"`` for a data spec; anything else is a :class:`DatasetError`."""
+    """``"idx"``, ``"synthetic"``, ``"npz"`` or ``"folder"`` for a data spec.
+
+    Anything else is a :class:`DatasetError`; so is a synthetic spec with a bad parameter
+    (``debris:-1``, ``pathfinder:0``), in one line.
+    """
     if spec in IDX_FAMILIES:
         return "idx"
+    if is_synthetic(spec):
+        parse_spec(spec)
+        return "synthetic"
     path = Path(spec).expanduser()
     if spec.endswith(".npz"):
         if not path.is_file():
@@ -35,13 +47,19 @@ def spec_kind(spec: str) -> str:
         return "npz"
     if path.is_dir():
         return "folder"
-    raise DatasetError(f"--data {spec}: not a dataset name ({', '.join(IDX_FAMILIES)}), "
-                       "an .npz file or a folder of class folders")
+    raise DatasetError(f"--data {spec}: not a dataset name ({', '.join(IDX_FAMILIES)}), a synthetic task "
+                       "(debris[:N], pathfinder[:L]), an .npz file or a folder of class folders")
 
 
 def canonical_spec(spec: str) -> str:
-    """The spec as recorded: names as given, paths resolved (so a run names its data exactly)."""
-    return spec if spec_kind(spec) == "idx" else str(Path(spec).expanduser().resolve())
+    """The spec as recorded: IDX names as given, synthetic names in full (``debris`` -> ``debris:50``),
+    paths resolved (so a run names its data exactly)."""
+    kind = spec_kind(spec)
+    if kind == "idx":
+        return spec
+    if kind == "synthetic":
+        return parse_spec(spec).name
+    return str(Path(spec).expanduser().resolve())
 
 
 def load_data(spec: str = DEFAULT_SPEC, *, data_dir: str | os.PathLike | None = None, download: bool = True,
@@ -52,14 +70,19 @@ def load_data(spec: str = DEFAULT_SPEC, *, data_dir: str | os.PathLike | None = 
     Parameters
     ----------
     spec : str
-        ``fashion-mnist``, ``mnist``, ``kmnist``, a ``.npz`` path or an image folder.
-    data_dir, download, verify, progress
+        ``fashion-mnist``, ``mnist``, ``kmnist``, ``debris[:N]``, ``pathfinder[:L]``, a ``.npz``
+        path or an image folder.
+    data_dir, download, verify
         For the IDX family: where its files are, whether to download them, whether to require the
-        published checksums, and a download progress callback (see :func:`load_dataset`).
+        published checksums (see :func:`load_dataset`).
     image_size : int
         Image folders only: the square side every image is resized to (0 = their own size).
     use_cache : bool
-        Read and write the decoded array cache (IDX families and image folders).
+        Read and write the decoded (or generated) array cache (IDX families, synthetic tasks and
+        image folders).
+    progress : callable, optional
+        ``progress(label, done, total)``: download progress for the IDX family, generation
+        progress (images) for a synthetic task.
 
     Returns
     -------
@@ -83,6 +106,10 @@ def load_data(spec: str = DEFAULT_SPEC, *, data_dir: str | os.PathLike | None = 
     if kind == "idx":
         return load_dataset(data_dir, download=download, verify=verify, use_cache=use_cache, progress=progress,
                             name=spec)
+    if kind == "synthetic":
+        if data_dir is not None:
+            raise DatasetError(f"--data-dir is for the IDX datasets; {spec} is generated")
+        return load_synthetic(spec, use_cache=use_cache, progress=progress)
     if data_dir is not None:
         raise DatasetError(f"--data-dir is for the IDX datasets; {spec} is a path already")
     if kind == "npz":
