@@ -123,6 +123,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
 NO_DATASET = {
     "load_run": "loads a run's config, weights and records, never its images",
     "report": "reads finished folders",
+    "build_report": "report's work: reads finished folders",
     "default_report_path": "a path",
 }
 

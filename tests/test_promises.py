@@ -21,8 +21,9 @@ from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
 from cnnlstm.runs import load_checkpoint, read_history, read_json, write_history, write_json
 from cnnlstm.study import experiment as E
+from cnnlstm.study.engine.jobs import Job
 from cnnlstm.study.experiment import make_splits, train_run
-from cnnlstm.study.reproduce import Job, best_run_by_validation
+from cnnlstm.study.paper.plan import best_run_by_validation
 from cnnlstm.training import loop as T
 
 

@@ -52,7 +52,7 @@ class TrainConfig:
     model_args: dict = field(default_factory=dict)  # keyword arguments of the model builder
     model_file: str = ""  # a .py file (or module name) registering `model` with @register_model; "" = built in
     # -- data
-    data: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | an .npz file | a folder of class folders
+    data: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | debris[:N] | pathfinder[:L] | an .npz file | a folder of class folders
     image_size: int = 0  # image folders: resize every image to this square side (0 = their own size)
     data_dir: str | None = None  # IDX datasets: folder with the four files; None = search the usual places
     download: bool = True  # download an IDX dataset when no local copy is found

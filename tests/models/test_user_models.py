@@ -217,7 +217,7 @@ def test_a_missing_file_or_module_and_two_sources(tmp_path, gru_file):
 
 def test_compare_trains_the_user_models_and_refuses_an_edited_file(gru_file, tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
-    args = ["compare", "gru_hybrid", "gru_control", "--model-file", str(gru_file), "--seeds", "2",
+    args = ["compare", "gru_hybrid", "gru_control", "--model-file", str(gru_file), "--seeds", "2", "--workers", "1",
             "--preset", "none", "--set", "epochs=1", "--set", "batch_size=32", "--set", "val_size=40",
             "--data-dir", str(tiny_data_dir), "--no-verify", "--device", "cpu", "--threads", "1",
             "--out", str(out), "--quiet"]

@@ -123,7 +123,8 @@ def test_asking_for_cuda_without_one_is_one_line(tiny_data_dir, tmp_path, capsys
 def test_argparse_errors_exit_2_without_traceback(capsys):
     rc, _, err = cli(["train", "model1", "--epochs", "many"], capsys)
     assert rc == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "cnnlstm train: error: argument --epochs: invalid int value: 'many'"
+    assert err.strip().splitlines() == ["cnnlstm train: error: argument --epochs: invalid int value: 'many'",
+                                        "run 'cnnlstm train --help' for usage"]
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from cnnlstm.cli import main
 from cnnlstm.errors import ConfigError
 from cnnlstm.reporting.compare import SeedRun, match_pairs
 from cnnlstm.study.compare import plan_compare
-from cnnlstm.study.study_report import LSTM_FAMILY, control_comparisons
+from cnnlstm.study.paper.tables import LSTM_FAMILY, control_comparisons
 
 from conftest import assert_raw_numbers_recompute
 
@@ -77,7 +77,7 @@ def test_plan_rejects_what_compare_sets_itself():
 
 def test_compare_end_to_end_and_resume(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "model1", "model2", "--seeds", "2", "--preset", "paper", "--set", "epochs=1",
+    argv = ["compare", "model1", "model2", "--seeds", "2", "--workers", "1", "--preset", "paper", "--set", "epochs=1",
             "--set", "val_size=40", "--threads", "1", "--data-dir", str(tiny_data_dir), "--no-verify",
             "--out", str(out), "--quiet"]
     assert main(argv) == 0

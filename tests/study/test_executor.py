@@ -21,8 +21,8 @@ import pytest
 
 from cnnlstm.cli import main
 from cnnlstm.config import config_to_dict
-from cnnlstm.study.executor import read_job_log
-from cnnlstm.study.reproduce import STUDY_PRESETS, plan_jobs
+from cnnlstm.study.engine.executor import read_job_log
+from cnnlstm.study.paper.plan import STUDY_PRESETS, plan_jobs
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra (Dask distributed) is not installed")
 psutil = pytest.importorskip("psutil")
@@ -31,6 +31,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # A study of two runs and their analyses, small enough for CI: model1 and model1_lstm, one seed each.
 ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "0", "--threads", "1", "--seeds", "1",
         "--models", "model1,model1_lstm", "--quiet"]
+SERIAL = [*ARGS, "--workers", "1"]  # this process, one job after another
 RUNS = ("model1-s0", "model1_lstm-s0")
 
 
@@ -114,9 +115,14 @@ def test_serial_local_workers_and_a_loopback_scheduler_give_the_same_study(tiny_
                                                                            loopback_cluster):
     address, _ = loopback_cluster
     outs = {"serial": tmp_path / "serial", "workers": tmp_path / "workers", "dask": tmp_path / "dask"}
-    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(outs["serial"])]) == 0
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *SERIAL, "--out", str(outs["serial"])]) == 0
+    # --workers auto, the command's default: one job per core at the threads asked for (1), recorded
     assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(outs["workers"]),
-                 "--workers", "2"]) == 0
+                 "--workers", "auto"]) == 0
+    from cnnlstm.study.engine.session import usable_cores
+
+    record = json.loads((outs["workers"] / "cluster.json").read_text())
+    assert record["threads_per_job"] == 1 and record["workers"] == usable_cores()
     assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(outs["dask"]),
                  "--dask", address]) == 0
     ref = accuracies(outs["serial"])
@@ -136,22 +142,26 @@ def test_serial_local_workers_and_a_loopback_scheduler_give_the_same_study(tiny_
         assert sorted(jobs) == sorted(set(jobs)) and set(RUNS) <= set(jobs), (name, jobs)
         assert all(r["status"] == "done" and r["seconds"] > 0 for r in log_rows), name
         wheres = {r["where"] for r in log_rows}
-        assert all(w.startswith("this process") for w in wheres) == (name == "serial"), (name, wheres)
+        serial = name == "serial" or (name == "workers" and usable_cores() == 1)
+        assert all(w.startswith("this process") for w in wheres) == serial, (name, wheres)
         assert "Where the time went" in (out / "report.md").read_text()
+        time_text = (out / "report.md").read_text().split("## Where the time went", 1)[1]
+        assert all(w in time_text for w in wheres), (name, wheres)  # the workers by name
+    assert "job(s) at a time" in (outs["workers"] / "report.md").read_text()  # and the rule that chose them
 
 
 def test_a_worker_killed_mid_job_reruns_the_job_and_each_run_appears_once(tiny_data_dir, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     out = tmp_path / "study"
-    proc = subprocess.Popen(study_cmd(tiny_data_dir, out, "--workers", "1"), env={**env(), "TMPDIR": str(scratch)},
+    proc = subprocess.Popen(study_cmd(tiny_data_dir, out, "--workers", "2"), env={**env(), "TMPDIR": str(scratch)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for(lambda: list(scratch.glob("cnnlstm-job-*/runs/*")), 180, "a training job to start on the worker")
         workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
                    if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())]
         assert workers, "no worker process"
-        for w in workers:  # the one worker process (its nanny lives in the driver and restarts it)
+        for w in workers:  # the worker processes (their nannies live in the driver and restart them)
             w.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=600)
     finally:
@@ -176,7 +186,7 @@ def test_the_driver_killed_mid_study_resumes_without_retraining(tiny_data_dir, t
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local cluster, at once
         proc.wait()
     stamp = first.stat().st_mtime_ns
-    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out)]) == 0
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *SERIAL, "--out", str(out)]) == 0
     assert first.stat().st_mtime_ns == stamp  # not retrained
     assert set(accuracies(out)) == set(RUNS)
 
@@ -191,7 +201,7 @@ def test_a_job_that_always_fails_is_named_and_the_rest_of_the_study_completes(ti
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config_to_dict(broken.cfg)))
     (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # every resume of it fails
-    rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out)])
+    rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *SERIAL, "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1
     assert len(err) == 1 and "1 job(s) failed: model1_lstm-s0" in err[0], err
@@ -220,12 +230,12 @@ def test_a_vanished_scheduler_ends_the_driver_with_one_line_and_a_rerun_resumes(
     assert proc.returncode == 2, err
     assert len(lines) == 1 and lines[0].startswith("cnnlstm reproduce: error: ") and "scheduler" in lines[0], err
     stamp = first.stat().st_mtime_ns
-    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out)]) == 0
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *SERIAL, "--out", str(out)]) == 0
     assert first.stat().st_mtime_ns == stamp and set(accuracies(out)) == set(RUNS)
 
 
 def test_the_executor_binds_to_loopback_only():
-    from cnnlstm.study.executor import DaskExecutor, is_loopback
+    from cnnlstm.study.engine.executor import DaskExecutor, is_loopback
 
     assert is_loopback("tcp://127.0.0.1:8786") and is_loopback("tls://localhost:1") and is_loopback("tcp://[::1]:2")
     assert not is_loopback("tcp://192.0.2.7:8786")

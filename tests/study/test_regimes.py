@@ -29,7 +29,7 @@ def test_every_cell_pairs_its_models_at_one_recipe_subset_and_seeds(tiny_ds):
     cells = R.grid_cells(GRID)
     assert len(cells) == 3 * 2 + 3  # size x width for the wide pair, size alone for model1_lstm/model1
     for cell in cells:
-        runs = {m: {j.cfg.seed: j.cfg for j in R._cell_jobs(jobs, cell, m)} for m in (cell.hybrid, cell.control)}
+        runs = {m: {j.cfg.seed: j.cfg for j in R.cell_jobs(jobs, cell, m)} for m in (cell.hybrid, cell.control)}
         assert set(runs[cell.hybrid]) == set(runs[cell.control]) == {0, 1, 2}
         for seed in range(3):
             a, b = runs[cell.hybrid][seed], runs[cell.control][seed]

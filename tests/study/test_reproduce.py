@@ -15,12 +15,13 @@ import pytest
 from cnnlstm.cli import main
 from cnnlstm.config import config_to_dict, resolve_train_config
 from cnnlstm.data import load_dataset
-from cnnlstm.study.reproduce import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs, recipe_changes, run_study
-from cnnlstm.study.study_report import write_study_report
+from cnnlstm.study.engine.jobs import recipe_changes
+from cnnlstm.study.paper import run_study, write_study_report
+from cnnlstm.study.paper.plan import CONTROL_PAIRS, CORE_MODELS, STUDY_PRESETS, plan_jobs
 
 from conftest import assert_raw_numbers_recompute
 
-ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--quiet"]
+ARGS = ["--no-verify", "--limit-train", "60", "--tsne-samples", "120", "--threads", "1", "--workers", "1", "--quiet"]
 
 
 def test_plan_covers_the_study():
@@ -43,7 +44,7 @@ def test_plan_covers_the_study():
 
 def test_more_seeds_change_how_many_never_which_models():
     """`reproduce --preset quick --seeds 5` must not start the references' hours of training."""
-    from cnnlstm.study.reproduce import REFERENCE_MODELS
+    from cnnlstm.study.paper.plan import REFERENCE_MODELS
 
     quick = STUDY_PRESETS["quick"]
     jobs = [j for j in plan_jobs(quick, seeds=5) if j.kind == "train"]
@@ -195,9 +196,9 @@ def test_a_study_folder_of_another_recipe_is_refused_not_reported(tiny_data_dir,
 
 
 def test_the_job_log_appends_one_row_per_job_and_skips_a_cut_last_line(tmp_path):
-    from cnnlstm.study.executor import append_job_row, read_job_log
-    from cnnlstm.study.reproduce import Job
-    from cnnlstm.study.study_report import job_time_rows, time_section
+    from cnnlstm.study.engine.executor import append_job_row, read_job_log
+    from cnnlstm.study.engine.jobs import Job
+    from cnnlstm.study.paper.sections import job_time_rows, time_section
 
     assert read_job_log(tmp_path) == [] and time_section(tmp_path) is None
     append_job_row(tmp_path, Job("train", "model1-s0", "baseline"), 12.5, None, "this process (h pid 1)")
@@ -221,21 +222,22 @@ def test_single_seed_ablations_are_said_to_show_nothing_rather_than_no_change():
     from types import SimpleNamespace
 
     from cnnlstm.measure.stats import SeedInterval
-    from cnnlstm.study.study_report import summary_text
+    from cnnlstm.study.paper.report import summary_text
 
-    one = {"no_flip": SimpleNamespace(seeds=SeedInterval(1, True, 0.0038, None, None, None))}
+    one = {"no_flip": SimpleNamespace(seeds=SeedInterval(1, True, 0.0038, None, None, None), kind="no interval")}
     lines = summary_text({}, [], one, STUDY_PRESETS["paper"])
     assert any("one seed each, so none can show a change" in line for line in lines), lines
-    three = {"no_flip": SimpleNamespace(seeds=SeedInterval(3, True, 0.001, -0.002, 0.004, 0.5))}
+    three = {"no_flip": SimpleNamespace(seeds=SeedInterval(3, True, 0.001, -0.002, 0.004, 0.5), kind="inconclusive")}
     lines = summary_text({}, [], three, STUDY_PRESETS["paper"])
-    assert any(line.startswith("No ablation changed the flagship measurably at 3 seeds") for line in lines), lines
+    assert any(line.startswith("No ablation changed the flagship at 3 seeds after Holm over the 1 ablations: "
+                               "0 equivalent within the margin, 1 inconclusive") for line in lines), lines
 
 
 def test_a_cluster_starts_the_costliest_jobs_first():
     from types import SimpleNamespace
 
-    from cnnlstm.study.executor import DaskExecutor, job_priority
-    from cnnlstm.study.reproduce import StudySettings, train_weight
+    from cnnlstm.study.engine.executor import DaskExecutor
+    from cnnlstm.study.engine.jobs import AnalysisArgs, job_priority, train_weight
 
     jobs = plan_jobs(STUDY_PRESETS["paper"], seeds=1)
     weights = {j.name: j.weight for j in jobs}
@@ -254,7 +256,7 @@ def test_a_cluster_starts_the_costliest_jobs_first():
                              scatter=lambda *a, **kw: "dataset")
     executor = DaskExecutor(client)
     for job in jobs:
-        executor._submit(job, Path("/nonexistent-study"), "dataset", StudySettings(), lambda job: None)
+        executor._submit(job, Path("/nonexistent-study"), "dataset", AnalysisArgs(), lambda job: None)
     priorities = {kw["key"].rsplit("-", 1)[0]: kw["priority"] for kw in submitted}
     assert priorities["tf_cnn-s0"] == job_priority(jobs[[j.name for j in jobs].index("tf_cnn-s0")])
     assert max(priorities, key=priorities.get) == "tf_cnn-s0"
@@ -262,8 +264,8 @@ def test_a_cluster_starts_the_costliest_jobs_first():
 
 
 def test_a_job_log_that_cannot_be_written_does_not_stop_the_study(tmp_path, caplog):
-    from cnnlstm.study.executor import JOB_LOG, JobEvents, with_job_log
-    from cnnlstm.study.reproduce import Job
+    from cnnlstm.study.engine.executor import JOB_LOG, JobEvents, with_job_log
+    from cnnlstm.study.engine.jobs import Job
 
     (tmp_path / JOB_LOG).mkdir()  # opening it to append fails, as on a full or read-only disk
     ended = []

@@ -152,7 +152,8 @@ def test_the_study_runs_on_an_image_folder(tmp_path, capsys):
     (folder / "dataset.toml").write_text("flip_preserves_labels = false\n")
     out = tmp_path / "study"
     argv = ["reproduce", "--data", str(folder), "--image-size", "28", "--models", "model1,model1_lstm,cnn_lstm",
-            "--ablations", "none", "--seeds", "2", "--tsne-samples", "60", "--threads", "1", "--out", str(out),
+            "--ablations", "none", "--seeds", "2", "--tsne-samples", "60", "--threads", "1", "--workers", "1",
+            "--out", str(out),
             "--quiet"]
     assert main(argv) == 0
     md = (out / "report.md").read_text()

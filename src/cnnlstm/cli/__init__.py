@@ -173,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        from cnnlstm.api import add_model_hint
-
-        print(f"cnnlstm {args.command}: error: {add_model_hint(exc)}", file=sys.stderr)
+        print(f"cnnlstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"cnnlstm {args.command}: interrupted", file=sys.stderr)

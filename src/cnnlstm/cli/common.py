@@ -22,6 +22,26 @@ DATA_NOTE = ("By default the data are loaded the way the run was trained (its co
 # --------------------------------------------------------------------------- argument types
 
 
+def workers_or_auto(text: str) -> int | str:
+    """``--workers``: ``auto`` or a number of worker processes >= 1."""
+    return "auto" if text == "auto" else int_at_least(1, "a number of workers >= 1 or 'auto'")(text)
+
+
+def seeds_or_auto(text: str) -> int | str:
+    """``--seeds``: a number of seeds >= 1, or ``auto`` (added until every primary interval is precise)."""
+    return "auto" if text == "auto" else int_at_least(1, "a number of seeds >= 1 or 'auto'")(text)
+
+
+def add_seed_flags(p: argparse.ArgumentParser, default, what: str) -> None:
+    """``--seeds N|auto`` and ``--max-seeds``, one wording for every study."""
+    p.add_argument("--seeds", type=seeds_or_auto, default=default, metavar="N|auto",
+                   help=f"seeds of {what}; 'auto' adds paired seeds, 2 at a time from 3, until every primary "
+                        "comparison's 95%% interval is at most the margin (0.5 points) wide, or --max-seeds "
+                        "(docs/statistics.md)" + (f" (default {default})" if default is not None else ""))
+    p.add_argument("--max-seeds", type=int_at_least(3, "at least 3 seeds"), default=10, metavar="N",
+                   help="the cap of --seeds auto (default 10)")
+
+
 def int_at_least(minimum: int, what: str):
     """An argparse type for a whole number >= ``minimum``, named ``what`` in its error."""
     def parse(text: str) -> int:
@@ -94,8 +114,9 @@ def add_tsne_flags(p: argparse.ArgumentParser) -> None:
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="SPEC", default=None,
-                   help="fashion-mnist (default), mnist, kmnist, an .npz file (x_train, y_train, x_test, y_test), "
-                        "or a folder of class folders (DIR/<class>/*.png, or DIR/train/... and DIR/test/...)")
+                   help="fashion-mnist (default), mnist, kmnist, debris[:N] or pathfinder[:L] (synthetic tasks, "
+                        "docs/positive-control.md), an .npz file (x_train, y_train, x_test, y_test), or a folder "
+                        "of class folders (DIR/<class>/*.png, or DIR/train/... and DIR/test/...)")
     p.add_argument("--image-size", metavar="N", type=int_at_least(1, "a side of at least 1 pixel"), default=None,
                    help="image folders: resize every image to NxN (default: their own size, which must be one)")
     p.add_argument("--data-dir", metavar="DIR", default=None,
@@ -143,9 +164,9 @@ def load_run_data(args, cfg, run_dir: Path) -> Dataset:
     """The dataset of a run: its saved data settings, overridden by explicit data flags.
 
     The run's ``image_size`` and ``data_dir`` are carried over only where they apply (a folder;
-    its own IDX dataset): see :func:`cnnlstm.api.run_data_settings`.
+    its own IDX dataset): see :func:`cnnlstm.study.prelude.run_data_settings`.
     """
-    from cnnlstm.api import run_data_settings
+    from cnnlstm.study.prelude import run_data_settings
 
     settings = run_data_settings(cfg, args.data, image_size=args.image_size or None, data_dir=args.data_dir)
     try:
@@ -253,10 +274,12 @@ class training_display:
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
     """--workers, --dask, --dask-tls, --gpu-per-job: where a study's jobs run."""
-    where = p.add_argument_group("where the jobs run (default: in this process, one after another)")
-    where.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="a Dask cluster of N worker processes on this machine, bound to 127.0.0.1; the cores "
-                            "are split between them (--threads each, default cores / N); on a GPU they share it")
+    where = p.add_argument_group("where the jobs run (default: every core of this machine)")
+    where.add_argument("--workers", type=workers_or_auto, default="auto", metavar="N|auto",
+                       help="auto (the default): one job per core, 1 thread each (or --threads each), on a Dask "
+                            "cluster bound to 127.0.0.1; the folder's cluster.json keeps the threads per job for a "
+                            "resumed study. N: a cluster of N worker processes, the cores split between them "
+                            "(--threads each, default cores / N); 1: this process, one job after another")
     where.add_argument("--dask", metavar="ADDRESS", default=None,
                        help="an existing Dask scheduler (tcp://host:8786, or tls://host:8786 with --dask-tls): "
                             "lab PCs, Slurm/PBS through dask-jobqueue, Kubernetes; see docs/scaling.md. A "
@@ -276,7 +299,7 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
     add_data_flags(p)
 
 
-def study_settings(args, **extra) -> dict:
+def run_settings_from_args(args, **extra) -> dict:
     """The config keys every run of a study gets from its flags: ``--set``, the data and runtime
     flags, ``--image-size`` when given, and ``extra``."""
     from cnnlstm.config import parse_set
@@ -315,10 +338,10 @@ class StudyDisplay:
         self.running: dict[str, str] = {}  # job -> where it runs
         self.last_running = ""  # the last "running now" line, so an unchanged one is not repeated
         self.bar = self.overall = self.epoch_task = None
-        self.log = logging.getLogger("cnnlstm.study.reproduce")
+        self.log = logging.getLogger("cnnlstm.study.engine")
 
     def events(self):
-        from cnnlstm.study.executor import JobEvents
+        from cnnlstm.study.engine.executor import JobEvents
 
         return JobEvents(on_start=self.start_job, on_end=self.end_job, on_running=self.show_running,
                          on_step=self.on_step, on_epoch=self.on_epoch)
@@ -339,7 +362,7 @@ class StudyDisplay:
         self.bar.start()
 
     def start_job(self, job, where: str) -> None:
-        from cnnlstm.study.reproduce import job_key
+        from cnnlstm.study.engine.jobs import job_key
 
         self.total += job.weight
         self.running[job_key(job)] = where
@@ -350,7 +373,7 @@ class StudyDisplay:
         self._refresh()
 
     def end_job(self, job, seconds: float, error: str | None, where: str = "") -> None:
-        from cnnlstm.study.reproduce import job_key
+        from cnnlstm.study.engine.jobs import job_key
 
         self.running.pop(job_key(job), None)
         self.done += job.weight

@@ -9,7 +9,7 @@ from cnnlstm.cli.common import (
     int_at_least,
     load_data_for_cli,
     report_failures,
-    study_settings,
+    run_settings_from_args,
 )
 from cnnlstm.errors import ConfigError
 
@@ -78,14 +78,16 @@ def print_plan(cost: dict) -> None:
         print(f"{head}; all {done} done in this folder, nothing left to run (the report is written again)", flush=True)
         return
     already = f"; {done} already done, {left['tflop']:.0f} TFLOP left" if done else ""
-    print(f"{head}{already}; about {cost['minutes']:.0f} min at the {cost['gflops']:.0f} GFLOP/s of an fp32 step "
-          "on this CPU per process (a lower bound)", flush=True)
+    from cnnlstm.study.regimes import duration_text
+
+    print(f"{head}{already}; about {duration_text(cost['seconds'])} at the {cost['gflops']:.0f} GFLOP/s of an fp32 "
+          "step on this CPU per process (a lower bound)", flush=True)
 
 
 def run(args) -> int:
     from cnnlstm import api
 
-    settings = study_settings(args)
+    settings = run_settings_from_args(args)
     display = StudyDisplay(quiet=args.quiet)
     try:
         summary = api.regimes(out=args.out, seeds=args.seeds,

@@ -10,7 +10,7 @@ from cnnlstm.cli.common import (
     add_executor_flags,
     load_data_for_cli,
     report_failures,
-    study_settings,
+    run_settings_from_args,
 )
 
 EXAMPLES = """\
@@ -26,7 +26,7 @@ EXAMPLES = """\
 
 
 def add_parser(sub) -> None:
-    from cnnlstm.study.reproduce import STUDY_PRESETS
+    from cnnlstm.study.paper.plan import STUDY_PRESETS
 
     p = add_command(sub, "reproduce", help="run the whole study and write its report",
                     description="Explore the dataset; train and evaluate the plan's baselines, the "
@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from cnnlstm import api
 
-    settings = study_settings(args, limit_train=args.limit_train)
+    settings = run_settings_from_args(args, limit_train=args.limit_train)
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
     ablations = None
     if args.ablations:

@@ -436,3 +436,13 @@ def compare(a: str, b: str, scores_a: dict[int, float], scores_b: dict[int, floa
         tests[k] = paired_test(labels, pa, pb, seed=seed + k, n_resamples=n_resamples)
     interval = seed_interval(scores_a, scores_b)
     return Comparison(a, b, interval, tests, verdict_of(scores_a, scores_b, interval, margin=margin))
+
+
+def precise_enough(comparisons: Iterable[Comparison], margin: float = MARGIN) -> bool:
+    """True when every comparison's 95% interval is at most ``margin`` wide (half-width <= m/2).
+
+    Such an interval decides its comparison: it excludes 0 or lies inside ±m. The rule reads only
+    the interval's width, never its sign or a p-value, so stopping on it does not bias the verdict
+    (docs/statistics.md). A comparison without an interval (one seed, or no spread yet) is not precise.
+    """
+    return all(c.seeds.low is not None and c.seeds.high - c.seeds.low <= margin for c in comparisons)

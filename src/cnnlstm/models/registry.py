@@ -145,7 +145,11 @@ def get_model_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(_REGISTRY)}") from None
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown model {name!r}{hint}; valid: {', '.join(_REGISTRY)}") from None
 
 
 def model_args(name: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 - :mod:`cnnlstm.reporting.sections`: the sections of ``cnnlstm report`` and :func:`build_report`;
 - :mod:`cnnlstm.reporting.folders`, :mod:`cnnlstm.reporting.embedding`: explore and sweep folders' sections, t-SNE blocks;
 - :mod:`cnnlstm.reporting.figures`: every figure, drawn from arrays;
-- :mod:`cnnlstm.study.study_report`: the study's own report (``cnnlstm reproduce``); import it from there,
+- :mod:`cnnlstm.study.paper.report`: the study's own report (``cnnlstm reproduce``); import it from there,
   it is not loaded here because it pulls in the study presets and the plotting stack.
 
 The page toolkit's blocks and :func:`build_report` are re-exported, so ``from cnnlstm.reporting import

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnlstm.config import RUNTIME_KEYS, config_differences
-from cnnlstm.measure.stats import MARGIN, Comparison, adjust, compare
+from cnnlstm.measure.stats import MARGIN, Comparison, adjust, compare, format_mean_std
+from cnnlstm.reporting.page import Figure
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +147,17 @@ def adjust_pairs(pairs: Sequence[MatchedPair], family: str) -> list[MatchedPair]
 
     adjusted = adjust([p.comparison for p in pairs], family)
     return [replace(p, comparison=c) for p, c in zip(pairs, adjusted)]
+
+
+def fmt_pct(mean: float, std: float | None, n: int) -> str:
+    """``"mean ± std"`` in percent; the mean alone for one seed (whose std is None)."""
+    return format_mean_std(mean, std if n > 1 else None, scale=100, digits=2)
+
+
+def forest_figure(pairs: Sequence[MatchedPair], path: Path) -> Figure:
+    """The forest plot of ``pairs`` (Δ and its interval over seeds, a zero line) as a report block."""
+    from cnnlstm.reporting import figures as plots
+
+    plots.plot_forest([p.forest_row() for p in pairs], path)
+    return Figure(path, "Δ test accuracy of each pair with its 95% t-interval over paired seeds; an interval "
+                        "that crosses the dashed zero line claims no difference (the table gives each verdict)")

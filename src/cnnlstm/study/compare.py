@@ -32,15 +32,19 @@ from cnnlstm.reporting.compare import (
     MatchedPair,
     SeedRun,
     comparison_cells,
+    fmt_pct,
+    forest_figure,
     match_pairs,
     seed_pair_rows,
 )
 from cnnlstm.reporting.page import BulletList, Paragraph, Section, Table, write_report
 from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
 from cnnlstm.reporting.records import trained_size
-from cnnlstm.runs import read_json, write_json
-from cnnlstm.study.reproduce import Job, StudySettings, check_recipes, job_done, job_key, seed_runs
-from cnnlstm.study.study_report import fmt_pct, forest_figure
+from cnnlstm.runs import read_json
+from cnnlstm.study.engine.jobs import Job, job_done, job_key, seed_runs
+from cnnlstm.study.engine.loop import run_jobs
+from cnnlstm.study.engine.seeds import SeedRule, run_until_precise
+from cnnlstm.study.engine.session import Cluster, fit_jobs_to_dataset, open_executor, study_dataset
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ def plan_compare(models: Sequence[str], *, seeds: int = DEFAULT_SEEDS, preset: s
     return jobs
 
 
-def run_compare(root: str | Path, ds: Dataset, jobs: list[Job], *, executor=None, events=None) -> dict:
+def run_compare(root: str | Path, ds: Dataset, jobs: list[Job], *, executor=None, events=None, note: str = "") -> dict:
     """Train the jobs not yet done (a rerun resumes), then write the report; return a summary.
 
     Returns
@@ -87,24 +91,41 @@ def run_compare(root: str | Path, ds: Dataset, jobs: list[Job], *, executor=None
     dict
         ``{"ran", "skipped", "failed": {name: error}, "report": Path, "pairs": [MatchedPair]}``.
     """
-    from cnnlstm.study.executor import JobEvents, SerialExecutor, with_job_log
-
     root = Path(root)
-    executor = executor or SerialExecutor()
-    events = with_job_log(events or JobEvents(), root)
-    check_recipes(jobs, root)
-    todo = [j for j in jobs if not job_done(j, root)]
-    for job in jobs:
-        if job not in todo:
-            log.info("skipping %s (done)", job_key(job))
-    failed = executor.run(todo, root, ds, StudySettings(), events, lambda job: None)
-    failures = root / "failures.json"
-    if failed:
-        write_json(failures, failed)
-    elif failures.exists():
-        failures.unlink()
-    report, pairs = write_compare_report(root, jobs, ds, failed=failed)
-    return {"ran": len(todo), "skipped": len(jobs) - len(todo), "failed": failed, "report": report, "pairs": pairs}
+    summary = run_jobs(root, ds, jobs, executor=executor, events=events)
+    report, pairs = write_compare_report(root, jobs, ds, failed=summary["failed"], note=note)
+    return {**summary, "report": report, "pairs": pairs}
+
+
+def run(models: Sequence[str], *, out: str | Path, seeds: int | SeedRule, preset: str | None, data, settings: dict,
+        cluster: Cluster, events=None) -> dict:
+    """``cnnlstm compare`` end to end: plan, load the data, run on ``cluster``'s executor, report.
+
+    ``seeds`` is a number of seeds, or a :class:`~cnnlstm.study.engine.seeds.SeedRule` (``--seeds
+    auto``): every pair is a primary comparison, and seeds are added until each interval is precise
+    enough or the cap is reached; the report says the n reached and why it stopped.
+
+    Returns
+    -------
+    dict
+        :func:`run_compare`'s summary and ``out`` (with ``seeds auto``: ``seeds`` and ``stopped``).
+    """
+    plan_compare(models, seeds=seeds.start if isinstance(seeds, SeedRule) else seeds, preset=preset,
+                 common=settings)  # a bad model or key fails before the data loads
+    ds = study_dataset(data, settings)
+    root = Path(out)
+    with open_executor(cluster, root) as executor:
+        def run_at(n: int, note: str = "") -> tuple[dict, list]:
+            jobs = fit_jobs_to_dataset(plan_compare(models, seeds=n, preset=preset, common=settings), ds)
+            summary = run_compare(root, ds, jobs, executor=executor, events=events, note=note)
+            return {**summary, "jobs": jobs}, [p.comparison for p in summary["pairs"]]
+
+        if not isinstance(seeds, SeedRule):
+            return {**run_at(seeds)[0], "out": root}
+        summary = run_until_precise(run_at, seeds)
+        report, _ = write_compare_report(root, summary["jobs"], ds, failed=summary["failed"],
+                                         note=f"Seeds chosen by precision (--seeds auto): {summary['stopped']}.")
+    return {**summary, "report": report, "out": root}
 
 
 def model_rows(groups: dict[str, list[SeedRun]], ds: Dataset) -> list[dict]:
@@ -122,8 +143,8 @@ def model_rows(groups: dict[str, list[SeedRun]], ds: Dataset) -> list[dict]:
     return rows
 
 
-def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *,
-                         failed: dict[str, str] | None = None) -> tuple[Path, list[MatchedPair]]:
+def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *, failed: dict[str, str] | None = None,
+                         note: str = "") -> tuple[Path, list[MatchedPair]]:
     """``report.html``/``report.md`` and ``figures/forest.png`` of a comparison folder."""
     groups = seed_runs(root, jobs)
     models = list(dict.fromkeys(j.cfg.model for j in jobs))
@@ -132,7 +153,8 @@ def write_compare_report(root: Path, jobs: list[Job], ds: Dataset, *,
             f"{ds.num_classes} classes; arrays SHA-256 {ds.checksum[:16]}...). Test accuracy on its "
             f"{len(ds.test_labels):,} test images; every model under the same preset, overrides and seeds.")
     sections = [Section("Summary", [Paragraph(data), BulletList([p.claim() for p in pairs]) if pairs
-                                    else Paragraph("No pair has finished runs on both sides yet.")])]
+                                    else Paragraph("No pair has finished runs on both sides yet.")]
+                        + ([Paragraph(note)] if note else []))]
     if groups:
         sections.append(Section("Models", [Table(rows := model_rows(groups, ds), list(rows[0]))]))
     if pairs:

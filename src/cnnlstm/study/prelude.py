@@ -11,6 +11,7 @@ Locking is the caller's: each driver wraps its whole step (the prelude and the w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cnnlstm.config import TrainConfig
 from cnnlstm.data import Dataset, Norm, to_tensor
 from cnnlstm.data.sources import IDX_FAMILIES
 from cnnlstm.device import resolve_device
-from cnnlstm.errors import RunError
+from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.runs import DATASET_FILE, load_run_config, load_run_model, read_run_dataset
 
 
@@ -106,3 +107,83 @@ def open_run(run_dir: str | Path, ds: Dataset, *, which: str = "best", device: s
     model, _ = load_run_model(run_dir, which, dev, image_size=ds.image_size, in_channels=ds.channels)
     return OpenRun(path=run_dir, config=cfg, device=dev, model=model, test_images=ds.test_images[:n_test],
                    test_labels=ds.test_labels[:n_test].astype(np.int64), norm=ds.norm)
+
+
+# --------------------------------------------------------------------------- a run's data
+
+
+def is_spec(data) -> bool:
+    """Whether ``data`` is a data spec (``"fashion-mnist"``, a folder, an ``.npz`` path) rather than a dataset."""
+    return isinstance(data, (str, os.PathLike))
+
+
+def check_image_size(image_size: int | None) -> None:
+    """Refuse an ``image_size`` that is not a whole number of pixels >= 0 (0: the data's own size)."""
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 0):
+        raise ConfigError(f"image_size must be a whole number of pixels >= 0, got {image_size!r}")
+
+
+def run_data_settings(cfg: TrainConfig, data: str | os.PathLike | None = None, *, image_size: int | None = None,
+                      data_dir: str | os.PathLike | None = None) -> dict:
+    """The :func:`cnnlstm.data.load_data` arguments for a run's dataset: its saved data settings,
+    overridden by ``data``, ``image_size`` and ``data_dir`` where given.
+
+    The run's own ``image_size`` is kept only for an image folder (the one kind of data it
+    applies to) and its ``data_dir`` only for its own IDX dataset, so evaluating a run trained on
+    a folder with ``data="fashion-mnist"`` loads Fashion-MNIST as it is, and the run's check of
+    the data then says what differs, instead of "image_size is for image folders".
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The run's ``config.json``.
+    data : str or path, optional
+        A data spec (default: the run's ``data``).
+    image_size : int, optional
+        Image folders: the side every image is resized to (default: the run's, for a folder).
+    data_dir : path, optional
+        The IDX datasets: the folder of their four files (default: the run's, for its own dataset).
+
+    Returns
+    -------
+    dict
+        ``spec``, ``image_size``, ``data_dir``, ``download`` and ``verify``.
+    """
+    from cnnlstm.data.catalog import spec_kind
+
+    check_image_size(image_size)
+    spec = str(data) if data is not None else cfg.data
+    if image_size is None:
+        image_size = cfg.image_size if spec_kind(spec) == "folder" else 0
+    if data_dir is None and spec == cfg.data:
+        data_dir = cfg.data_dir
+    return dict(spec=spec, image_size=image_size, data_dir=data_dir, download=cfg.download, verify=cfg.verify)
+
+
+def run_dataset(cfg: TrainConfig, data, image_size: int | None = None) -> Dataset:
+    """The dataset of a run: ``data(cfg)`` when it is a callable (the CLI's flags over the run's
+    saved data settings), a loaded Dataset as given, else the data spec ``data`` (default: the
+    run's own) loaded as :func:`run_data_settings` says."""
+    if callable(data):
+        return data(cfg)
+    if data is not None and not is_spec(data):
+        if image_size is not None:
+                raise ConfigError("image_size goes with a data spec (data='DIR'), not with a loaded Dataset")
+        return data
+    from cnnlstm.data import load_data
+
+    settings = run_data_settings(cfg, data, image_size=image_size)
+    return load_data(settings.pop("spec"), **settings)
+
+
+def spec_dataset(data, image_size: int | None = None) -> Dataset:
+    """``data`` when it is a loaded Dataset, else the data spec it names (default Fashion-MNIST) loaded."""
+    from cnnlstm.data import load_data
+
+    check_image_size(image_size)
+    if data is not None and not is_spec(data):
+        if image_size is not None:
+            raise ConfigError("image_size goes with a data spec (data='DIR'), not with a loaded Dataset")
+        return data
+    return load_data(str(data) if data is not None else "fashion-mnist", image_size=image_size or 0)

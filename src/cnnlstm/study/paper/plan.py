@@ -1,31 +1,23 @@
-"""The whole study of the research plan as a list of jobs, run resumably into one folder.
+"""The plan's study as a list of jobs: which models, presets, seeds and ablations, and which finished
+runs are analysed.
 
 A study is: explore the dataset; train and evaluate every model of the plan over N seeds (the
 baselines, the reference models, the hybrids and the flagship); ablate the flagship's
-regularizers and optimizers; embed the best baseline and the best hybrid with t-SNE; write the
-report. Each job writes its own folder and is skipped when that folder is complete, so rerunning
-the same command after an interruption continues where it stopped.
-
-Which run is "best" is decided on validation accuracy, never on test accuracy.
+regularizers and optimizers; embed the best baseline and the best hybrid with t-SNE; measure
+robustness and explain the flagship. Which run is "best" is decided on validation accuracy, never
+on test accuracy.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from cnnlstm.config import RUNTIME_KEYS, TrainConfig, config_differences, config_to_dict, resolve_train_config
-from cnnlstm.data import Dataset
-from cnnlstm.errors import ConfigError, RunError
-from cnnlstm.reporting.compare import SeedRun
-from cnnlstm.runs import check_model_source, read_history, read_json
-
-log = logging.getLogger(__name__)
+from cnnlstm.config import TrainConfig, resolve_train_config
+from cnnlstm.errors import ConfigError
+from cnnlstm.runs import read_history, read_json
+from cnnlstm.study.engine.jobs import AnalysisArgs, Job, job_done, train_weight
 
 BASELINES = ("model1", "model2")
 REFERENCE_MODELS = ("tf_cnn", "cnn_svm", "ji_cnn_lstm")
@@ -118,61 +110,6 @@ ABLATIONS = {
     "nadam": ("NAdam", {"optimizer": "nadam", "weight_decay": 0.0}),
     "sgd": ("SGD, momentum 0.9, nesterov", {"optimizer": "sgd", "lr": 0.05, "nesterov": True}),
 }
-
-
-@dataclass
-class Job:
-    """One unit of the study: a training run, the exploration, or an embedding."""
-
-    kind: str  # "explore" | "train" | "embed" | "robustness" | "explain" | "occlusion"
-    name: str  # folder name under the study folder
-    group: str  # "explore", "baseline", "reference", "hybrid", "flagship", "ablation", "embed"
-    cfg: TrainConfig | None = None
-    label: str = ""  # what the report calls it (e.g. the ablation's description)
-    weight: float = 1.0  # estimated cost in flagship-epoch equivalents: the ETA, and the order a cluster starts jobs in
-
-    def folder(self, root: Path) -> Path:
-        """``explore/``, ``runs/<model>-s<seed>/`` (embeddings go into their run) or ``ablations/<name>-s<seed>/``."""
-        if self.kind == "explore":
-            return root / "explore"
-        return root / ("ablations" if self.group == "ablation" else "runs") / self.name
-
-
-#: Forward MFLOPs per image added to a model's own for the per-image work every step does besides
-#: the network (augmentation, the loss, the optimizer's step, validation): small models are not free.
-IMAGE_OVERHEAD_MFLOPS = 1.0
-
-
-@lru_cache(maxsize=1)
-def _flagship_mflops() -> float:
-    """The unit of :func:`train_weight`: the flagship's forward MFLOPs under its ``fast`` preset."""
-    flagship = resolve_train_config(FLAGSHIP, preset="fast")
-    return _mflops(FLAGSHIP, json.dumps(flagship.model_args, sort_keys=True)) or 1.0
-
-
-@lru_cache(maxsize=None)
-def _mflops(model: str, model_args: str) -> float | None:
-    from cnnlstm.models import model_summary
-
-    try:
-        return float(model_summary(model, **json.loads(model_args))["mflops"])
-    except Exception:  # noqa: BLE001 - a cost estimate must never stop a study; the caller falls back
-        log.debug("no FLOP count for %s %s; its job is weighted by epochs alone", model, model_args)
-        return None
-
-
-def train_weight(cfg: TrainConfig, n_full: int = 55_000) -> float:
-    """A training job's estimated cost, in epochs of the fast flagship on ``n_full`` images.
-
-    ``epochs x (MFLOPs + overhead) / (flagship's) x images / n_full``, from the model's forward
-    FLOPs at 28x28: a relative cost, not a time. It orders a cluster's jobs longest first (so that
-    a 36-epoch reference does not start last and hold up the study) and weighs the ETA. A model
-    whose FLOPs cannot be counted is weighed by its epochs alone.
-    """
-    mflops = _mflops(cfg.model, json.dumps(cfg.model_args, sort_keys=True)) if not cfg.model_file else None
-    per_image = 1.0 if mflops is None else (mflops + IMAGE_OVERHEAD_MFLOPS) / (_flagship_mflops() + IMAGE_OVERHEAD_MFLOPS)
-    images = cfg.train_size or cfg.limit_train or n_full
-    return cfg.epochs * per_image * min(1.0, images / n_full)
 
 
 def study_preset(name: str) -> StudyPreset:
@@ -268,66 +205,6 @@ def plan_jobs(preset: StudyPreset, *, seeds: int | None = None, common: dict | N
     return jobs
 
 
-def job_done(job: Job, root: Path) -> bool:
-    """A finished job left its final file (:data:`cnnlstm.study.executor.FINAL_FILE`: metrics.json
-    for training, stats.json for explore, embed.json ...)."""
-    from cnnlstm.study.executor import FINAL_FILE
-
-    return (job.folder(root) / FINAL_FILE[job.kind]).exists()
-
-
-def seed_runs(root: Path, jobs: list[Job]) -> dict[str, list[SeedRun]]:
-    """The finished training runs of each model, in plan order (runs without ``metrics.json`` are left out).
-
-    The one reader of a set of finished seed runs: ``compare``, the regime study and the plan's study
-    all compare what it returns.
-    """
-    out: dict[str, list[SeedRun]] = {}
-    for job in jobs:
-        folder = job.folder(root)
-        if job.kind == "train" and (folder / "metrics.json").exists():
-            metrics = read_json(folder / "metrics.json")
-            out.setdefault(job.cfg.model, []).append(
-                SeedRun(job.cfg.seed, float(metrics["accuracy"]), folder, read_json(folder / "config.json")))
-    return out
-
-
-def recipe_changes(job: Job, root: Path) -> list[str]:
-    """How the config a training job's folder was started with differs from the job's own.
-
-    Empty when the folder has no ``config.json`` yet or the two agree on every key outside
-    :data:`cnnlstm.config.RUNTIME_KEYS` (a study may resume on another machine, with more threads,
-    the data found elsewhere); otherwise ``["key saved vs planned", ...]``.
-    """
-    path = job.folder(root) / "config.json"
-    if job.kind != "train" or not path.exists():
-        return []
-    return config_differences(read_json(path), config_to_dict(job.cfg), RUNTIME_KEYS)
-
-
-def check_recipes(jobs: list[Job], root: Path) -> None:
-    """Refuse to resume a study whose run folders were trained with another recipe.
-
-    A study folder left by an earlier version of a preset would otherwise be reported as finished
-    runs of the current recipe: mixed recipes under one heading, and comparisons that are not matched.
-
-    Raises
-    ------
-    RunError
-        Naming the first stale run, its differences, and how many runs are stale.
-    """
-    for job in jobs:  # a user's model file edited since its runs trained: those runs are of another model
-        if job.kind == "train" and job.cfg.model_file and (job.folder(root) / "config.json").exists():
-            check_model_source(job.folder(root), job.cfg)
-    stale = [(job, changes) for job in jobs if (changes := recipe_changes(job, root))]
-    if stale:
-        job, changes = stale[0]
-        raise RunError(
-            f"{root} holds {len(stale)} run(s) trained with another recipe than this study plans, e.g. "
-            f"{job.name}: {'; '.join(changes)} (saved vs planned); choose a new --out, or delete {root} to "
-            "rerun the whole study (its embeddings and analyses were made from those runs)")
-
-
 def best_run_by_validation(root: Path, jobs: list[Job], group: str) -> str | None:
     """The model of ``group`` with the highest mean best-validation accuracy (never test accuracy)."""
     scores: dict[str, list[float]] = {}
@@ -388,62 +265,13 @@ def _mean_val(root: Path, jobs: list[Job], model: str) -> float:
 # --------------------------------------------------------------------------- running
 
 
-@dataclass(frozen=True)
-class StudySettings:
-    """The arguments of each kind of analysis job, the same for every job of one study."""
-
-    explore: dict = field(default_factory=dict)  # run_explore's keywords
-    embed: dict = field(default_factory=dict)  # run_embed's
-    robustness: dict = field(default_factory=dict)  # run_robustness's (the baseline comes per job)
-    explain: dict = field(default_factory=dict)  # run_explain's
-    occlusion: dict = field(default_factory=dict)  # regimes.run_occlusion's
-
-    @classmethod
-    def of(cls, preset: StudyPreset, *, seed: int = 0, n_jobs: int = -1) -> StudySettings:
-        return cls(explore={"tsne_samples": preset.tsne_samples, "seed": seed, "n_jobs": n_jobs},
-                   embed={"samples": preset.embed_samples, "seed": seed},
-                   robustness={"samples": preset.robustness_samples, "severities": preset.robustness_severities,
-                               "seed": seed},
-                   explain={"per_class": max(1, preset.explain_per_class), "seed": seed})
-
-
-def job_key(job: Job) -> str:
-    """A job's name in logs, progress and the failures record: ``model1-s0``, ``embed model1-s0`` ..."""
-    return job.name if job.kind in ("train", "explore") else f"{job.kind} {job.name}"
-
-
-def run_job(job: Job, folder: Path, ds: Dataset, settings: StudySettings, *, baseline: dict | None = None,
-            on_step: Callable | None = None, on_epoch: Callable | None = None) -> None:
-    """Run (or resume) one job into ``folder``: the study folder's, or a Dask worker's scratch copy.
-
-    ``baseline`` is Model I's ``robustness.json`` record, for the robustness job of another model.
-    """
-    from cnnlstm.study import exploration
-    from cnnlstm.study.experiment import train_run
-
-    if job.kind == "explore":
-        exploration.run_explore(ds, folder, **settings.explore)
-    elif job.kind == "train":
-        resume = (folder / "config.json").exists()
-        if resume and (folder / "best.pt").exists() and not (folder / "checkpoint.pt").exists():
-            resume = False
-        cfg = None if resume else job.cfg
-        # Figures for seed 0 (the run the report shows); the other seeds are only numbers in it.
-        train_run(cfg, folder, ds, resume=resume, on_step=on_step, on_epoch=on_epoch, figures=job.cfg.seed == 0)
-    elif job.kind == "embed":
-        exploration.run_embed(folder, ds, **settings.embed)
-    elif job.kind == "robustness":
-        from cnnlstm.study.robustness import run_robustness
-
-        run_robustness(folder, ds, baseline=baseline, **settings.robustness)
-    elif job.kind == "explain":
-        from cnnlstm.study.explain import run_explain
-
-        run_explain(folder, ds, **settings.explain)
-    elif job.kind == "occlusion":
-        from cnnlstm.study.regimes import run_occlusion
-
-        run_occlusion(folder, ds, **settings.occlusion)
+def analysis_args(preset: StudyPreset, *, seed: int = 0, n_jobs: int = -1) -> AnalysisArgs:
+    """The keyword arguments of the study's analysis jobs, from its preset."""
+    return AnalysisArgs(explore={"tsne_samples": preset.tsne_samples, "seed": seed, "n_jobs": n_jobs},
+                        embed={"samples": preset.embed_samples, "seed": seed},
+                        robustness={"samples": preset.robustness_samples, "severities": preset.robustness_severities,
+                                    "seed": seed},
+                        explain={"per_class": max(1, preset.explain_per_class), "seed": seed})
 
 
 def robustness_baseline(root: Path) -> Callable[[Job], dict | None]:
@@ -468,63 +296,3 @@ def later_waves(root: Path, preset: StudyPreset, jobs: list[Job]) -> list[list[J
     first = [j for j in analyses if not (j.kind == "robustness" and j.cfg.model != BASELINES[0])]
     second = [j for j in analyses if j not in first]
     return [embed_jobs(root, trained) + first, second]
-
-
-def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[Job] | None = None,
-              events=None, executor=None, seed: int = 0, n_jobs: int = -1) -> dict:
-    """Run every job of the study not yet done, in waves of independent jobs; return a summary.
-
-    Wave one is the exploration and every training run; then the jobs that read finished runs
-    (:func:`later_waves`). Each wave goes to ``executor`` (default
-    :class:`~cnnlstm.study.executor.SerialExecutor`) as one batch, so a Dask cluster runs a wave's
-    jobs side by side. A job that fails is recorded (``failures.json`` in the study folder) and
-    the rest of the study goes on; what depends on it is left out.
-
-    Returns
-    -------
-    dict
-        ``{"jobs": [...], "ran": int, "skipped": int, "failed": {name: error}, "seconds": float}``
-    """
-    from cnnlstm.runs import write_json
-    from cnnlstm.study.executor import JobEvents, SerialExecutor, with_job_log
-
-    root = Path(root)
-    events = with_job_log(events or JobEvents(), root)
-    executor = executor or SerialExecutor()
-    jobs = jobs if jobs is not None else plan_jobs(preset)
-    settings = StudySettings.of(preset, seed=seed, n_jobs=n_jobs)
-    check_recipes(jobs, root)
-    t_start, ran, skipped, failed = time.perf_counter(), 0, 0, {}
-    all_jobs = list(jobs)
-    waves = [jobs]
-    while waves:
-        wave = waves.pop(0)
-        todo = [j for j in wave if not job_done(j, root)]
-        skipped += len(wave) - len(todo)
-        for job in wave:
-            if job not in todo:
-                log.info("skipping %s (done)", job_key(job))
-        failed.update(executor.run(todo, root, ds, settings, events, robustness_baseline(root)))
-        ran += len(todo)
-        if wave is jobs:  # training is over: now it is known which runs to embed and analyse
-            waves = later_waves(root, preset, jobs)
-            all_jobs += [j for w in waves for j in w]
-    failures_path = root / "failures.json"
-    if failed:
-        write_json(failures_path, failed)
-    elif failures_path.exists():
-        failures_path.unlink()
-    return {"jobs": all_jobs, "ran": ran, "skipped": skipped, "failed": failed,
-            "seconds": time.perf_counter() - t_start}
-
-
-def collect_runs(root: Path, jobs: list[Job]) -> list[dict]:
-    """One record per finished training job: its job, config, metrics and history."""
-    out = []
-    for job in jobs:
-        if job.kind != "train" or not job_done(job, root):
-            continue
-        folder = job.folder(root)
-        out.append({"job": job, "folder": folder, "metrics": read_json(folder / "metrics.json"),
-                    "history": read_history(folder / "history.csv"), "cfg": job.cfg})
-    return out

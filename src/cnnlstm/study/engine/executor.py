@@ -1,6 +1,6 @@
 """Where a study's jobs run: in this process one after another, or as tasks on a Dask cluster.
 
-Both executors take the same jobs (:class:`cnnlstm.study.reproduce.Job`) and give the same
+Both executors take the same jobs (:class:`cnnlstm.study.engine.jobs.Job`) and give the same
 answer: with the same seeds and the same threads per job, every run's ``metrics.json`` is
 bit-identical whichever one ran it (a test checks it).
 
@@ -41,16 +41,13 @@ from typing import TYPE_CHECKING, Callable
 from cnnlstm._version import __version__
 from cnnlstm.errors import ConfigError, RunError
 from cnnlstm.fileio import atomic_write
+from cnnlstm.study.engine.jobs import FINAL_FILE, AnalysisArgs, Job, job_key, job_priority, run_job
 
 if TYPE_CHECKING:
     from cnnlstm.data import Dataset
-    from cnnlstm.study.reproduce import Job, StudySettings
 
 log = logging.getLogger(__name__)
 
-#: The file whose presence marks a job done (``reproduce.job_done``); written last.
-FINAL_FILE = {"train": "metrics.json", "explore": "stats.json", "embed": "embed.json",
-              "robustness": "robustness.json", "explain": "explain.json", "occlusion": "occlusion.json"}
 SKIPPED_FILES = (".lock",)  # a folder's lock belongs to the process that holds it, never shipped
 INSTALL_HINT = "pip install 'cnnlstm[cluster]' (Dask distributed)"
 RESUBMITS = 3  # times a job whose inputs died with a worker is submitted again
@@ -102,8 +99,6 @@ def append_job_row(root: Path, job: Job, seconds: float, error: str | None, wher
     One ``write`` of one short line in append mode: a crash leaves the rows before it whole, and
     at worst a cut last line, which :func:`read_job_log` skips and the next row does not join.
     """
-    from cnnlstm.study.reproduce import job_key
-
     path = Path(root) / JOB_LOG
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -170,7 +165,7 @@ def unpack_folder(folder: Path, files: dict[str, bytes], final: str | None = Non
         atomic_write(target, files[rel])
 
 
-def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: StudySettings,
+def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: AnalysisArgs,
                    baseline: dict | None, version: str) -> dict:
     """What a Dask worker runs: one job in local scratch; the files it wrote or changed are returned.
 
@@ -181,7 +176,7 @@ def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: Stu
         The files the job's folder holds in the study folder already (empty for a new run).
     ds : Dataset
         The scattered dataset.
-    settings : StudySettings
+    settings : AnalysisArgs
     baseline : dict or None
         Model I's ``robustness.json`` record, for a robustness job of another model.
     version : str
@@ -194,8 +189,6 @@ def run_remote_job(job: Job, files: dict[str, bytes], ds: Dataset, settings: Stu
         ``files`` (``{relative path: bytes}``), ``seconds`` (the job's run time on the worker,
         without its time in the queue) and ``where`` (the worker's host and process).
     """
-    from cnnlstm.study.reproduce import run_job
-
     if version != __version__:
         raise RunError(f"this worker has cnnlstm {__version__}, the study's driver {version}: install the same "
                        "version on every worker")
@@ -224,10 +217,9 @@ class SerialExecutor:
 
     name = "serial"
 
-    def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: StudySettings, events: JobEvents,
+    def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: AnalysisArgs, events: JobEvents,
             baselines: Callable[[Job], dict | None]) -> dict[str, str]:
         """Run ``jobs`` in order; return ``{job name: error}`` of those that failed."""
-        from cnnlstm.study.reproduce import job_key, run_job
         from cnnlstm.training.loop import TrainingInterrupted
 
         failures = {}
@@ -354,7 +346,7 @@ class DaskExecutor:
             self._ds_id = id(ds)
         return self._ds_future
 
-    def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: StudySettings, events: JobEvents,
+    def run(self, jobs: list[Job], root: Path, ds: Dataset, settings: AnalysisArgs, events: JobEvents,
             baselines: Callable[[Job], dict | None]) -> dict[str, str]:
         """Submit ``jobs`` at once, write each result as it arrives; return ``{job name: error}``.
 
@@ -362,8 +354,6 @@ class DaskExecutor:
         only) is submitted again after the dataset is scattered anew, at most ``RESUBMITS`` times.
         """
         from distributed import as_completed
-
-        from cnnlstm.study.reproduce import job_key
 
         if not jobs:
             return {}
@@ -410,9 +400,7 @@ class DaskExecutor:
             raise
         return failures
 
-    def _submit(self, job: Job, root: Path, ds: Dataset, settings: StudySettings, baselines):
-        from cnnlstm.study.reproduce import job_key
-
+    def _submit(self, job: Job, root: Path, ds: Dataset, settings: AnalysisArgs, baselines):
         resources = {"GPU": self.gpu_per_job} if self.gpu_per_job else None
         # The costliest jobs first (Dask runs higher priorities first): a 36-epoch reference that
         # started last would hold the whole study up while the other workers sat idle.
@@ -438,11 +426,6 @@ class DaskExecutor:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
-
-
-def job_priority(job: Job) -> int:
-    """A job's Dask priority: its estimated cost (``Job.weight``), so the longest jobs start first."""
-    return int(round(job.weight * 100))
 
 
 def _scheduler_lost(exc: BaseException | None) -> bool:

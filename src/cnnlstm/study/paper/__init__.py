@@ -1,0 +1,100 @@
+"""The plan's study (``cnnlstm reproduce``): every model of the research plan over seeds, the
+matched controls, ablations and analyses, run resumably into one folder, and its report.
+
+- :mod:`~cnnlstm.study.paper.plan`: the models, presets, ablations and the jobs they make;
+- :mod:`~cnnlstm.study.paper.report`, :mod:`~cnnlstm.study.paper.tables`,
+  :mod:`~cnnlstm.study.paper.sections`: the report.
+
+Each job writes its own folder and is skipped when that folder is complete, so rerunning the same
+command after an interruption continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from cnnlstm.data import Dataset
+from cnnlstm.errors import ConfigError
+from cnnlstm.study.engine.jobs import Job
+from cnnlstm.study.engine.loop import run_jobs
+from cnnlstm.study.engine.session import Cluster, fit_jobs_to_dataset, open_executor, study_dataset
+from cnnlstm.study.paper.plan import (
+    ABLATIONS,
+    STUDY_PRESETS,
+    StudyPreset,
+    analysis_args,
+    later_waves,
+    plan_jobs,
+    robustness_baseline,
+    study_preset,
+)
+from cnnlstm.study.paper.report import write_study_report
+
+__all__ = ["ABLATIONS", "STUDY_PRESETS", "StudyPreset", "plan_jobs", "run", "run_study", "study_preset",
+           "write_study_report"]
+
+
+def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[Job] | None = None,
+              events=None, executor=None, seed: int = 0, n_jobs: int = -1) -> dict:
+    """Run every job of the study not yet done, in waves of independent jobs; return a summary.
+
+    Wave one is the exploration and every training run; then the jobs that read finished runs
+    (:func:`~cnnlstm.study.paper.plan.later_waves`), through the engine's one loop
+    (:func:`~cnnlstm.study.engine.loop.run_jobs`): a job that fails is recorded and the rest go on;
+    what depends on it is left out.
+
+    Returns
+    -------
+    dict
+        ``{"jobs": [...], "ran": int, "skipped": int, "failed": {name: error}, "seconds": float}``
+    """
+    root = Path(root)
+    jobs = jobs if jobs is not None else plan_jobs(preset)
+    return run_jobs(root, ds, jobs, executor=executor, events=events,
+                    args=analysis_args(preset, seed=seed, n_jobs=n_jobs), baseline=robustness_baseline(root),
+                    later=lambda: later_waves(root, preset, jobs))
+
+
+def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cluster: Cluster,
+        seeds: int | None = None, models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None,
+        tsne_samples: int | None = None, user_models: tuple[tuple[str, str], ...] = (), events=None) -> dict:
+    """The plan's study end to end: plan, load the data, run on ``cluster``'s executor, write the report.
+
+    Parameters
+    ----------
+    preset : StudyPreset
+    out : path, optional
+        The study folder (default ``runs/reproduce-<preset>``).
+    data : Dataset, data spec or None
+    settings : dict
+        Config keys every run gets (:func:`cnnlstm.study.engine.session.run_settings`).
+    cluster : Cluster
+    seeds, models, ablations, user_models
+        As :func:`~cnnlstm.study.paper.plan.plan_jobs` takes them.
+    tsne_samples : int, optional
+        Overrides the preset's raw-pixel t-SNE size (0 skips it).
+
+    Returns
+    -------
+    dict
+        :func:`run_study`'s summary plus ``report`` (the HTML path) and ``out``.
+    """
+    if tsne_samples is not None:
+        if tsne_samples < 0:
+            raise ConfigError(f"tsne_samples must be >= 0, got {tsne_samples}")
+        preset = replace(preset, tsne_samples=tsne_samples)
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    unknown = set(ablations or ()) - set(ABLATIONS)
+    if unknown:
+        raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
+    root = Path(out) if out is not None else Path(f"runs/reproduce-{preset.name}")
+    jobs = plan_jobs(preset, seeds=seeds, common=settings, models=models, ablations=ablations,
+                     user_models=user_models)
+    ds = study_dataset(data, settings)
+    jobs = fit_jobs_to_dataset(jobs, ds)
+    with open_executor(cluster, root) as executor:
+        summary = run_study(root, ds, preset, jobs=jobs, events=events, executor=executor)
+    summary.update(report=write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"]), out=root)
+    return summary
