@@ -51,8 +51,10 @@ system-deps-test:
 run: venv system-deps-run
 	$(VENV)/bin/cnnlstm reproduce --preset $(PRESET) --out $(OUT)
 
+# The suite runs on every core (pytest-xdist); the tests that start servers or process groups
+# share one worker (tests/conftest.py, PROCESS_MODULES). The 20 slowest tests are listed at the end.
 test: venv-test system-deps-test lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadgroup --durations=20
 
 lint: venv-test
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -115,16 +115,21 @@ requires_real_data = pytest.mark.skipif(
     reason="real Fashion-MNIST absent: `apt-get install dataset-fashion-mnist` (make test does this as root)")
 
 
+#: Test modules whose tests start servers, clusters or process groups of their own: under
+#: pytest-xdist they share one worker (``--dist loadgroup``), so two of them never overlap.
+PROCESS_MODULES = ("test_executor.py", "test_distributed.py", "test_processes.py", "test_sweep.py")
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    """Keep tests to 2 threads: the CI machine has 2 cores."""
+    """Keep tests to the cores they have: 2 threads (the CI machine has 2 cores), 1 per xdist worker."""
     try:
         import torch
     except ImportError:  # pragma: no cover
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(min(before, 2))
+    torch.set_num_threads(min(before, 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2))
     yield
     torch.set_num_threads(before)
 
@@ -133,6 +138,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "realdata" in item.keywords and not real_data_available():
             item.add_marker(requires_real_data)
+        if item.path.name in PROCESS_MODULES:
+            item.add_marker(pytest.mark.xdist_group("processes"))
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
