@@ -102,6 +102,7 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     assert table_two.count("trained on 60 of 55,000 images: not comparable") == 2 and "| +" not in table_two
     assert "Training set: 60 images per run (shortened)" in md
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "places the flagship" not in summary  # a 2-epoch flagship is not set beside Ji's published number
     for line in summary.splitlines():
         if " beat " in line:  # every claim of a win carries its interval and n
             assert "95% CI" in line and "seeds" in line, line

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 
@@ -155,6 +156,9 @@ def setup_logging(debug: bool, quiet: bool) -> None:
     for noisy in ("matplotlib", "PIL", "optuna", "numba", "urllib3", "torch.distributed", "openTSNE", "alembic",
                   "sqlalchemy", "distributed", "dask", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # Dask configures its own loggers when distributed is first imported (a study's executor, later
+    # than this): its logging config says the level, which a user's own DASK_ variable still overrides.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", logging.getLevelName(max(level, logging.WARNING)).lower())
 
 
 def main(argv: list[str] | None = None) -> int:
