@@ -47,7 +47,8 @@ def untrained_flagship_run(folder: Path, threads: int) -> None:
     import torch
 
     from cnnlstm.config import TrainConfig, config_to_dict
-    from cnnlstm.runs import save_checkpoint, write_json
+    from cnnlstm.fileio import write_json
+    from cnnlstm.runs import save_checkpoint
     from cnnlstm.study.experiment import build_model
 
     cfg = TrainConfig(model="cnn_lstm", device="cpu", threads=threads, seed=0)

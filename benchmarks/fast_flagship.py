@@ -41,9 +41,10 @@ from train_loop import tutorial_epoch  # noqa: E402  (the reference workload, sh
 
 from cnnlstm.data import load_dataset  # noqa: E402
 from cnnlstm.device import cpu_has_native_bf16  # noqa: E402
+from cnnlstm.fileio import read_history
 from cnnlstm.measure.stats import compare, mean_std  # noqa: E402
 from cnnlstm.models import create_model  # noqa: E402
-from cnnlstm.runs import read_history, read_json  # noqa: E402
+from cnnlstm.runs import read_json  # noqa: E402
 
 TARGET_ACC, TARGET_S, VAL_MARK = 0.92, 60.0, 0.92
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cnnlstm.config import TrainConfig
+from cnnlstm.fileio import read_history, read_json
 from cnnlstm.models import create_model
-from cnnlstm.runs import load_checkpoint, read_history, read_json
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.study.experiment import build_model, configure_runtime, make_splits, train_run
 from cnnlstm.training import loop as T
 

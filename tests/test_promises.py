@@ -19,7 +19,8 @@ import torch
 
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig
-from cnnlstm.runs import load_checkpoint, read_history, read_json, write_history, write_json
+from cnnlstm.fileio import read_history, read_json, write_history, write_json
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.study import experiment as E
 from cnnlstm.study.engine.jobs import Job
 from cnnlstm.study.experiment import make_splits, train_run

@@ -13,32 +13,30 @@ training loop nor the experiment glue, so prediction and export import only this
 
 from __future__ import annotations
 
-import csv
-import fcntl
 import io
-import json
 import logging
-import os
 import pickle
 import re
 import time
 import warnings
-from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from cnnlstm.errors import ConfigError, RunError
-from cnnlstm.fileio import TEMP_FILE, atomic_write, sha256_hex
+from cnnlstm.fileio import (  # the run folder's file formats and lock live with the atomic writer
+    atomic_write,
+    read_json,
+    sha256_hex,
+    write_json,
+)
 
 if TYPE_CHECKING:  # torch and the models are imported only by the functions that need them
-    import numpy as np
     import torch
 
     from cnnlstm.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 CHECKPOINT_FORMAT = 1
 CHECKSUMS = "checksums.json"  # SHA-256 of each checkpoint file of a run folder
 
@@ -52,90 +50,6 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
         n += 1
         path = Path(root) / f"{model}-{stamp}-{n}"
     return path
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` of ``arrays``, written atomically (e.g. ``predictions.npz``)."""
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
-
-
-def write_npy(path: str | Path, array: np.ndarray) -> None:
-    """``np.save`` of one array (no pickles), written atomically (e.g. ``embedding.npy``)."""
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    atomic_write(path, buf.getvalue())
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RunError(f"{path} is missing") from exc
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path} is unreadable or not JSON ({exc})") from exc
-
-
-def write_history(path: str | Path, rows: list[dict]) -> None:
-    """Write the whole ``history.csv`` (rewritten atomically every epoch)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(row.get(k)) for k in HISTORY_FIELDS})
-    atomic_write(path, buf.getvalue().encode())
-
-
-def _fmt(value: Any) -> Any:
-    return "" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
-
-
-def read_history(path: str | Path) -> list[dict]:
-    """``history.csv`` as a list of dicts of floats (``epoch`` as int; blanks as None).
-
-    Raises
-    ------
-    RunError
-        When the file is unreadable or a row is not numbers (the message names the line).
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                rows.append({k: _parse_cell(k, v) for k, v in row.items()})
-    except (OSError, ValueError, TypeError, csv.Error) as exc:
-        line = len(rows) + 2  # the header is line 1
-        raise RunError(f"{path}: damaged history (line {line}: {exc})") from exc
-    return rows
-
-
-def _parse_cell(key: str | None, value: str | None) -> float | int | None:
-    if key is None:  # more cells than header names
-        raise ValueError("too many cells")
-    if value in ("", None):
-        return None
-    return int(value) if key == "epoch" else float(value)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -282,75 +196,6 @@ def verify_checksum(path: str | Path, payload: bytes) -> None:
     if digest not in (entry["sha256"], entry.get("previous")):
         raise RunError(f"{path} is damaged: SHA-256 mismatch (its bytes changed after cnnlstm wrote them; "
                        f"recorded {entry['sha256'][:12]}..., found {digest[:12]}...)")
-
-
-# --------------------------------------------------------------------------- locking
-
-
-@contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir`` so two processes never write one run folder.
-
-    The lock is ``fcntl.flock`` on ``run_dir/.lock``: the kernel releases it when the process
-    dies, so a killed run never leaves a stale lock behind. Once it is held, temp files that
-    killed writers left in the folder are removed.
-
-    Raises
-    ------
-    RunError
-        When another process holds the lock, or ``run_dir`` cannot be a folder (a file is in the
-        way, no permission, disk full).
-    """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"{run_dir} exists and is not a folder; choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise RunError(f"{run_dir}: cannot use it as a run folder ({exc.strerror or exc})") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise RunError(f"{run_dir} is in use by another cnnlstm process (pid {holder})") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        remove_stale_temp_files(run_dir)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
-    """Delete the temp files of writers that died mid-write (SIGKILL, power cut); return them.
-
-    Only files named like :func:`atomic_write`'s temp files whose writer process is gone are
-    removed, so a live writer's file is never touched.
-    """
-    removed = []
-    for path in Path(run_dir).glob(".*.tmp"):
-        match = TEMP_FILE.match(path.name)
-        if match and not _process_alive(int(match["pid"])):
-            with suppress(OSError):
-                path.unlink()
-                removed.append(path)
-    if removed:
-        log.info("removed %d temp file(s) left by an interrupted writer in %s", len(removed), run_dir)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- reading runs

@@ -13,7 +13,8 @@ import cnnlstm
 from cnnlstm.cli import main
 from cnnlstm.config import TrainConfig, from_dict
 from cnnlstm.data import load_dataset
-from cnnlstm.runs import load_checkpoint, read_history, read_json
+from cnnlstm.fileio import read_history, read_json
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.study.experiment import train_run
 
 SRC = Path(cnnlstm.__file__).resolve().parents[1]

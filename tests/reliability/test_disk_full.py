@@ -21,9 +21,10 @@ from support import (
     train_args,
 )
 
-from cnnlstm import runs
+from cnnlstm import fileio, runs
 from cnnlstm.errors import RunError
-from cnnlstm.runs import load_checkpoint, read_history
+from cnnlstm.fileio import read_history
+from cnnlstm.runs import load_checkpoint
 
 # --------------------------------------------------------------------------- disk full
 
@@ -153,10 +154,10 @@ def test_disk_full_before_anything_was_written(tiny_data_dir, tmp_path, capsys, 
                                           (errno.EDQUOT, "disk full"), (errno.EIO, "Input/output error")])
 def test_atomic_write_names_the_reason(tmp_path, monkeypatch, errnum, words):
     path = tmp_path / "x.json"
-    runs.write_json(path, {"a": 1})
+    fileio.write_json(path, {"a": 1})
     WriteFault(monkeypatch, "x.json", "fsync", errnum=errnum)
     with pytest.raises(RunError, match=f"could not write .*x.json \\({words}\\); the previous version is intact"):
-        runs.write_json(path, {"a": 2})
+        fileio.write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1} and temp_files(tmp_path) == []
 
 
@@ -190,5 +191,5 @@ def test_stale_temp_files_of_dead_writers_are_removed_under_the_lock(tmp_path):
     other = tmp_path / ".notes.tmp"  # not an atomic_write temp file: left alone
     for p in (stale, live, other):
         p.write_bytes(b"partial")
-    with runs.run_lock(tmp_path):
+    with fileio.run_lock(tmp_path):
         assert not stale.exists() and live.exists() and other.exists()

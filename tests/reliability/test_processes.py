@@ -44,7 +44,8 @@ from support import (
     wait_for,
 )
 
-from cnnlstm.runs import load_checkpoint, read_history, read_json
+from cnnlstm.fileio import read_history, read_json
+from cnnlstm.runs import load_checkpoint
 
 # --------------------------------------------------------------------------- real processes
 

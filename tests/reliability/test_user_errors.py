@@ -14,7 +14,8 @@ from support import PY, assert_one_line_error, cli, subprocess_env, temp_files, 
 
 from cnnlstm.cli import main
 from cnnlstm.errors import UserError
-from cnnlstm.runs import load_checkpoint, read_history
+from cnnlstm.fileio import read_history
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.training import loop as T
 
 # --------------------------------------------------------------------------- config files

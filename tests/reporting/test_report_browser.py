@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnlstm.fileio import write_history, write_json
 from cnnlstm.measure.embed import embedding_quality
 from cnnlstm.measure.metrics import compute_metrics
 from cnnlstm.reporting import build_report
 from cnnlstm.reporting import figures as plots
-from cnnlstm.runs import write_history, write_json
 from cnnlstm.study.exploration import embed_record
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlstm.fileio import write_history, write_json
 from cnnlstm.measure.metrics import compute_metrics
 from cnnlstm.reporting import build_report
-from cnnlstm.runs import write_history, write_json
 
 N = 2000  # crafted test images
 

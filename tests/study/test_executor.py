@@ -21,7 +21,7 @@ import pytest
 
 from cnnlstm.cli import main
 from cnnlstm.config import config_to_dict
-from cnnlstm.study.engine.executor import read_job_log
+from cnnlstm.study.engine.joblog import read_job_log
 from cnnlstm.study.paper.plan import STUDY_PRESETS, plan_jobs
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra (Dask distributed) is not installed")
@@ -266,3 +266,20 @@ def test_missing_dask_is_a_one_line_error(monkeypatch, tiny_data_dir, tmp_path, 
     rc = main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(tmp_path / "s"), "--workers", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "cnnlstm[cluster]" in err[0]
+
+
+def test_every_study_command_uses_every_core_by_default(tmp_path):
+    from cnnlstm.cli import build_parser
+    from cnnlstm.study.engine.session import AUTO_THREADS, Cluster, settle_cluster, usable_cores
+
+    parser = build_parser()
+    for command in (["reproduce"], ["compare", "a", "b"], ["regimes"]):
+        assert parser.parse_args(command).workers == "auto", command
+    cluster, settings = settle_cluster(Cluster("auto"), Path("/nonexistent-study"), {})
+    assert settings["threads"] == AUTO_THREADS and cluster.threads_per_job == AUTO_THREADS
+    assert cluster.processes == max(1, usable_cores() // AUTO_THREADS)
+    assert settle_cluster(Cluster(1), Path("/nonexistent-study"), {})[0].workers is None  # --workers 1: serial
+    # a resumed auto study keeps the threads per job its folder recorded, whatever this machine has
+    (tmp_path / "cluster.json").write_text(json.dumps({"threads_per_job": 2}))
+    cluster, settings = settle_cluster(Cluster("auto"), tmp_path, {})
+    assert settings["threads"] == 2 and "kept from this folder's cluster.json" in cluster.rule

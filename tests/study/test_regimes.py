@@ -201,7 +201,8 @@ def test_a_training_subset_resumes_exactly(tiny_ds, tmp_path):
     import torch
 
     from cnnlstm.config import resolve_train_config
-    from cnnlstm.runs import load_checkpoint, read_history
+    from cnnlstm.fileio import read_history
+    from cnnlstm.runs import load_checkpoint
     from cnnlstm.study.experiment import train_run
 
     from conftest import Stop, stop_after
@@ -216,3 +217,9 @@ def test_a_training_subset_resumes_exactly(tiny_ds, tmp_path):
     assert all(torch.equal(full[k], cut[k]) for k in full)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(read_history(tmp_path / "full/history.csv")) == strip(read_history(tmp_path / "cut/history.csv"))
+
+
+def test_the_dry_run_estimate_is_never_about_0_min():
+    """A grid that takes a minute says so in seconds; longer ones in minutes, then hours."""
+    assert R.duration_text(64) == "64 s" and R.duration_text(0.4) == "0 s"
+    assert R.duration_text(12 * 60) == "12 min" and R.duration_text(3.5 * 3600) == "3.5 h"

@@ -197,7 +197,7 @@ def test_a_study_folder_of_another_recipe_is_refused_not_reported(tiny_data_dir,
 
 
 def test_the_job_log_appends_one_row_per_job_and_skips_a_cut_last_line(tmp_path):
-    from cnnlstm.study.engine.executor import append_job_row, read_job_log
+    from cnnlstm.study.engine.joblog import append_job_row, read_job_log
     from cnnlstm.study.engine.jobs import Job
     from cnnlstm.study.paper.sections import job_time_rows, time_section
 
@@ -265,7 +265,7 @@ def test_a_cluster_starts_the_costliest_jobs_first():
 
 
 def test_a_job_log_that_cannot_be_written_does_not_stop_the_study(tmp_path, caplog):
-    from cnnlstm.study.engine.executor import JOB_LOG, JobEvents, with_job_log
+    from cnnlstm.study.engine.joblog import JOB_LOG, JobEvents, with_job_log
     from cnnlstm.study.engine.jobs import Job
 
     (tmp_path / JOB_LOG).mkdir()  # opening it to append fails, as on a full or read-only disk

@@ -24,7 +24,8 @@ from cnnlstm.cli import main
 from cnnlstm.config import config_to_dict, load_config_file, resolve_train_config
 from cnnlstm.data import load_dataset
 from cnnlstm.errors import ConfigError
-from cnnlstm.runs import load_checkpoint, read_history, read_json, run_lock
+from cnnlstm.fileio import read_history, read_json, run_lock
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.study import sweep as S
 from cnnlstm.study.experiment import train_run
 

@@ -27,7 +27,8 @@ import torch
 
 from cnnlstm.config import TrainConfig
 from cnnlstm.data import load_dataset
-from cnnlstm.runs import load_checkpoint, read_history, read_json
+from cnnlstm.fileio import read_history, read_json
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.study.experiment import train_run
 from cnnlstm.training import distributed as D
 

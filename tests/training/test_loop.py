@@ -12,7 +12,8 @@ import torch
 
 from cnnlstm.config import resolve_train_config
 from cnnlstm.errors import ConfigError, RunError
-from cnnlstm.runs import load_checkpoint, read_history
+from cnnlstm.fileio import read_history
+from cnnlstm.runs import load_checkpoint
 from cnnlstm.study.experiment import build_model, make_splits, train_run
 from cnnlstm.training import loop as T
 

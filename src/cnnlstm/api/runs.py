@@ -134,7 +134,8 @@ def load_run(run_dir: str | Path, *, which: str = "best", device: str = "cpu") -
         ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
     from cnnlstm.device import check_device_name, resolve_device
-    from cnnlstm.runs import load_run_model, read_history, read_json
+    from cnnlstm.fileio import read_history, read_json
+    from cnnlstm.runs import load_run_model
 
     run_dir = Path(run_dir)
     model, cfg = load_run_model(run_dir, which, resolve_device(check_device_name(device)))
@@ -342,7 +343,7 @@ def explain(run_dir: str | Path, *, per_class: int = 3, mistakes: int = 8, seed:
         The ``explain.json`` record (:func:`cnnlstm.study.explain.run_explain`).
     """
     from cnnlstm.errors import ConfigError
-    from cnnlstm.runs import read_json
+    from cnnlstm.fileio import read_json
     from cnnlstm.study.explain import run_explain
     from cnnlstm.study.prelude import run_dataset
 

@@ -341,7 +341,7 @@ class StudyDisplay:
         self.log = logging.getLogger("cnnlstm.study.engine")
 
     def events(self):
-        from cnnlstm.study.engine.executor import JobEvents
+        from cnnlstm.study.engine.joblog import JobEvents
 
         return JobEvents(on_start=self.start_job, on_end=self.end_job, on_running=self.show_running,
                          on_step=self.on_step, on_epoch=self.on_epoch)

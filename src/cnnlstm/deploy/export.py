@@ -36,7 +36,8 @@ from cnnlstm.data import FASHION_NORM, Norm
 from cnnlstm.deploy.images import IMAGE_SIZE, LIGHT_BACKGROUND, MAX_IMAGE_PIXELS, MIN_SIDE, OBJECT_THRESHOLD
 from cnnlstm.deploy.predict import load_predictor
 from cnnlstm.errors import UserError
-from cnnlstm.runs import atomic_write, write_json
+from cnnlstm.fileio import write_json
+from cnnlstm.runs import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cnnlstm.config import RUNTIME_KEYS
 from cnnlstm.errors import RunError
-from cnnlstm.runs import read_history, read_json
+from cnnlstm.fileio import read_history, read_json
 
 
 @dataclass

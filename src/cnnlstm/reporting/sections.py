@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cnnlstm.config import RUNTIME_KEYS
 from cnnlstm.errors import RunError
+from cnnlstm.fileio import read_json
 from cnnlstm.measure.stats import format_mean_std, mean_std
 from cnnlstm.reporting import trust
 from cnnlstm.reporting.embedding import (
@@ -45,7 +46,6 @@ from cnnlstm.reporting.records import (
     group_runs,
     load_run,
 )
-from cnnlstm.runs import read_json
 
 # =========================================================================== numbers
 

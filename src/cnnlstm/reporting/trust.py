@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from cnnlstm.fileio import read_json
 from cnnlstm.reporting.page import Figure, Figures, Paragraph, Section, Table, slug
-from cnnlstm.runs import read_json
 
 CALIBRATION_ROWS = (("ece", "ECE (expected calibration error)"), ("mce", "MCE (maximum calibration error)"),
                     ("brier", "Brier score"), ("nll", "negative log-likelihood"))

@@ -26,6 +26,7 @@ from pathlib import Path
 from cnnlstm.config import resolve_model_source, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError
+from cnnlstm.fileio import read_json
 from cnnlstm.measure.stats import MARGIN, mean_std
 from cnnlstm.reporting.compare import (
     SEED_PAIR_NOTE,
@@ -40,7 +41,6 @@ from cnnlstm.reporting.compare import (
 from cnnlstm.reporting.page import BulletList, Paragraph, Section, Table, write_report
 from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
 from cnnlstm.reporting.records import trained_size
-from cnnlstm.runs import read_json
 from cnnlstm.study.engine.jobs import Job, job_done, job_key, seed_runs
 from cnnlstm.study.engine.loop import run_jobs
 from cnnlstm.study.engine.seeds import SeedRule, run_until_precise

@@ -23,22 +23,13 @@ from cnnlstm.data import augment as aug
 from cnnlstm.data.splits import nested_subset
 from cnnlstm.device import keep_cpu_allocations_warm, resolve_device
 from cnnlstm.errors import ConfigError, RunError
+from cnnlstm.fileio import read_history, run_lock, write_json, write_npz
 from cnnlstm.measure.calibration import calibration_metrics, reliability_bins
 from cnnlstm.measure.inference import predict_probs
 from cnnlstm.measure.metrics import compute_metrics
 from cnnlstm.models import create_model
 from cnnlstm.models.user import check_model_contract, load_model_source
-from cnnlstm.runs import (
-    DATASET_FILE,
-    load_checkpoint,
-    load_run_config,
-    load_run_weights,
-    read_history,
-    record_model_source,
-    run_lock,
-    write_json,
-    write_npz,
-)
+from cnnlstm.runs import DATASET_FILE, load_checkpoint, load_run_config, load_run_weights, record_model_source
 from cnnlstm.study.prelude import check_dataset_matches, open_run
 from cnnlstm.training.loop import FitData, fit, unwrap
 

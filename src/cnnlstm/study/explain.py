@@ -15,6 +15,7 @@ import torch
 
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError
+from cnnlstm.fileio import read_json, run_lock, write_json
 from cnnlstm.measure.explain import (
     IG_STEPS,
     MISTAKES,
@@ -28,7 +29,6 @@ from cnnlstm.measure.explain import (
     step_profile,
 )
 from cnnlstm.measure.inference import model_device
-from cnnlstm.runs import read_json, run_lock, write_json
 from cnnlstm.study.prelude import open_run
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ import numpy as np
 from cnnlstm.data import Dataset, audit, dataset_stats
 from cnnlstm.data.splits import sample_indices
 from cnnlstm.errors import ConfigError
+from cnnlstm.fileio import run_lock, write_json, write_npy, write_npz
 from cnnlstm.measure.embed import default_k0, embedding_quality, tsne_embed
 from cnnlstm.reporting import figures as plots
-from cnnlstm.runs import run_lock, write_json, write_npy, write_npz
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from cnnlstm.data import Dataset
-from cnnlstm.runs import run_lock, write_json
+from cnnlstm.fileio import run_lock, write_json
 
 log = logging.getLogger(__name__)
 

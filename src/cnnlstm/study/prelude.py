@@ -6,7 +6,7 @@ the run's test limit and load its weights. :func:`open_run` does those five step
 so a driver cannot skip the dataset check or load weights onto the wrong device.
 
 Locking is the caller's: each driver wraps its whole step (the prelude and the writes) in
-:func:`cnnlstm.runs.run_lock`, so no second process writes the folder between the two.
+:func:`cnnlstm.fileio.run_lock`, so no second process writes the folder between the two.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from pathlib import Path
 from cnnlstm.data import Dataset
 from cnnlstm.data import corruptions as corr
 from cnnlstm.data.splits import sample_indices
+from cnnlstm.fileio import read_json, run_lock, write_json
 from cnnlstm.measure.robustness import Progress, accuracy_table, compare, evaluate_corrupted, summarise
-from cnnlstm.runs import read_json, run_lock, write_json
 from cnnlstm.study.prelude import open_run
 
 log = logging.getLogger(__name__)

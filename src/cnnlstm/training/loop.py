@@ -26,7 +26,8 @@ from cnnlstm.data import FASHION_NORM, Norm
 from cnnlstm.data import augment as aug
 from cnnlstm.device import autocast_dtype
 from cnnlstm.errors import RunError
-from cnnlstm.runs import CHECKPOINT_FORMAT, save_checkpoint, write_history
+from cnnlstm.fileio import write_history
+from cnnlstm.runs import CHECKPOINT_FORMAT, save_checkpoint
 from cnnlstm.training.distributed import all_reduce_sum, any_rank, reseed_rank, shard_indices
 from cnnlstm.training.losses import make_loss
 from cnnlstm.training.optim import build_optimizer, build_scheduler

@@ -19,8 +19,9 @@ from typing import Callable
 from cnnlstm.config import RUNTIME_KEYS, TrainConfig, config_differences, config_to_dict, resolve_train_config
 from cnnlstm.data import Dataset
 from cnnlstm.errors import RunError
+from cnnlstm.fileio import read_history, read_json
 from cnnlstm.reporting.compare import SeedRun
-from cnnlstm.runs import check_model_source, read_history, read_json
+from cnnlstm.runs import check_model_source
 
 log = logging.getLogger(__name__)
 

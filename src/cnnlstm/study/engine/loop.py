@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 from cnnlstm.data import Dataset
-from cnnlstm.runs import write_json
-from cnnlstm.study.engine.executor import JobEvents, SerialExecutor, with_job_log
+from cnnlstm.fileio import write_json
+from cnnlstm.study.engine.executor import SerialExecutor
+from cnnlstm.study.engine.joblog import JobEvents, with_job_log
 from cnnlstm.study.engine.jobs import AnalysisArgs, Job, check_recipes, job_done, job_key
 
 log = logging.getLogger(__name__)

@@ -124,7 +124,7 @@ def open_executor(cluster: Cluster, root: Path | None = None) -> Iterator:
     else:
         executor = SerialExecutor()
     if cluster.rule and root is not None:
-        from cnnlstm.runs import write_json
+        from cnnlstm.fileio import write_json
 
         Path(root).mkdir(parents=True, exist_ok=True)
         write_json(Path(root) / CLUSTER_FILE, {"rule": cluster.rule, "workers": cluster.processes,

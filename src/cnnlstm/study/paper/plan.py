@@ -16,7 +16,7 @@ from typing import Callable
 
 from cnnlstm.config import TrainConfig, resolve_train_config
 from cnnlstm.errors import ConfigError
-from cnnlstm.runs import read_history, read_json
+from cnnlstm.fileio import read_history, read_json
 from cnnlstm.study.engine.jobs import AnalysisArgs, Job, job_done, train_weight
 
 BASELINES = ("model1", "model2")

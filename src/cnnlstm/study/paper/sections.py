@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from cnnlstm.data import Dataset
+from cnnlstm.fileio import read_json
 from cnnlstm.measure.stats import mean_std
 from cnnlstm.reporting import figures as plots
 from cnnlstm.reporting.page import Figure, Figures, Paragraph, Section, Table
 from cnnlstm.reporting.records import dataset_title
-from cnnlstm.runs import read_json
-from cnnlstm.study.engine.executor import JOB_LOG, read_job_log
+from cnnlstm.study.engine.joblog import JOB_LOG, read_job_log
 from cnnlstm.study.engine.jobs import Job
 from cnnlstm.study.engine.session import CLUSTER_FILE
 from cnnlstm.study.paper.plan import (

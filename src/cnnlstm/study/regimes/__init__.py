@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable
 
 from cnnlstm.data import Dataset
-from cnnlstm.runs import read_json
+from cnnlstm.fileio import read_json
 from cnnlstm.study.engine.jobs import Job, job_done
 from cnnlstm.study.engine.loop import run_jobs
 from cnnlstm.study.engine.session import Cluster, fit_jobs_to_dataset, open_executor, study_dataset

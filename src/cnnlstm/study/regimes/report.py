@@ -6,11 +6,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cnnlstm.data import Dataset
+from cnnlstm.fileio import read_json, write_json
 from cnnlstm.measure.stats import MARGIN
 from cnnlstm.reporting.compare import comparison_cells
 from cnnlstm.reporting.page import BulletList, Figure, Paragraph, Section, Table, write_report
 from cnnlstm.reporting.raw import comparison_row, run_rows, write_raw_numbers
-from cnnlstm.runs import read_json, write_json
 from cnnlstm.study.engine.jobs import Job, job_done, job_key
 from cnnlstm.study.regimes.grid import ALL, OCCLUSION_FILE, Cell, RegimeGrid, grid_cells, training_split_size
 from cnnlstm.study.regimes.results import (

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from cnnlstm.config import config_to_dict
 from cnnlstm.data import Dataset
+from cnnlstm.fileio import read_json
 from cnnlstm.measure.stats import Comparison, adjust, compare, mean_std
 from cnnlstm.reporting.compare import MatchedPair, SeedRun, comparison_cells, match_pairs
 from cnnlstm.reporting.records import trained_size
-from cnnlstm.runs import read_json
 from cnnlstm.study.engine.jobs import Job, job_done, seed_runs
 from cnnlstm.study.regimes.grid import ALL, OCCLUSION_FILE, Cell, RegimeGrid, grid_cells
 

@@ -2,19 +2,20 @@
 
 - :mod:`cnnlstm.study.sweep.space`: the search space (:class:`Param`, parsing, the built-in space);
 - :mod:`cnnlstm.study.sweep.storage`: storage URLs, RDB storages and trial heartbeats;
-- :mod:`cnnlstm.study.sweep.search`: sampler, pruner, the worker loop (:func:`run_sweep`), the
-  objective, ``sweep.json`` and the best trial's config (see its docstring for the design).
+- :mod:`cnnlstm.study.sweep.search`: sampler, pruner, the worker loop (:func:`run_sweep`) and the
+  objective (see its docstring for the design);
+- :mod:`cnnlstm.study.sweep.results`: ``sweep.json``, importances and the best trial's config.
 
 The figures are :func:`cnnlstm.reporting.figures.plot_trials` and :func:`cnnlstm.reporting.figures.plot_importances`;
 a config is written as TOML/YAML/JSON by :func:`cnnlstm.config.dump_config`.
 """
 
+from cnnlstm.study.sweep.results import best_config, param_importances, sweep_summary, write_outputs
 from cnnlstm.study.sweep.search import (
                                  RUN_FILES,
                                  SweepSettings,
                                  adopt_previous_attempt,
                                  base_config,
-                                 best_config,
                                  best_val_acc,
                                  is_surplus,
                                  make_pruner,
@@ -22,12 +23,9 @@ from cnnlstm.study.sweep.search import (
                                  next_action,
                                  objective,
                                  open_study,
-                                 param_importances,
                                  run_sweep,
                                  run_trial,
-                                 sweep_summary,
                                  trial_config,
-                                 write_outputs,
 )
 from cnnlstm.study.sweep.space import (
                                  PARAM_TYPES,
