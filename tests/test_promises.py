@@ -175,3 +175,13 @@ def test_set_lr_reaches_the_optimizers_param_groups_through_the_cli(tiny_data_di
     assert read_json(run / "config.json")["lr"] == 0.0123
     groups = load_checkpoint(run / "checkpoint.pt")["optimizer"]["param_groups"]
     assert groups and all(g["initial_lr"] == 0.0123 and g["lr"] == 0.0123 for g in groups)  # constant schedule
+
+
+def test_the_published_raw_numbers_recompute():
+    """The README's headline intervals come from committed CSVs: each recomputes from its results.csv."""
+    from pathlib import Path
+
+    from conftest import assert_raw_numbers_recompute
+
+    folders = sorted(p.parent for p in (Path(__file__).parents[1] / "docs" / "data").glob("*/comparisons.csv"))
+    assert folders and all(assert_raw_numbers_recompute(f) >= 2 for f in folders)
