@@ -223,3 +223,17 @@ def test_the_dry_run_estimate_is_never_about_0_min():
     """A grid that takes a minute says so in seconds; longer ones in minutes, then hours."""
     assert R.duration_text(64) == "64 s" and R.duration_text(0.4) == "0 s"
     assert R.duration_text(12 * 60) == "12 min" and R.duration_text(3.5 * 3600) == "3.5 h"
+
+
+def test_seeds_auto_grows_the_grid_until_the_primary_endpoints_decide_or_the_cap(tiny_data_dir, tmp_path):
+    from cnnlstm import api
+
+    out = tmp_path / "regimes"
+    summary = api.regimes(out=out, seeds="auto", max_seeds=4, sizes=(40,), widths=((4, 8),), steps=4,
+                          size_pairs=False, settings={"data_dir": str(tiny_data_dir), **COMMON})
+    assert summary["seeds"] in (3, 4) and summary["stopped"]
+    seeds = sorted({p.name.rsplit("-s", 1)[1] for p in (out / "runs").iterdir()})
+    assert seeds == [str(s) for s in range(summary["seeds"])]
+    assert len(json.loads((out / "regimes.json").read_text())["primary"]) == 1
+    with pytest.raises(ConfigError):
+        api.regimes(out=out, seeds="many", dry_run=True, settings={"data_dir": str(tiny_data_dir), **COMMON})

@@ -138,7 +138,7 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
                      settings=per_run, cluster=cluster, events=events)
 
 
-def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[int] | None = None,
+def regimes(*, out: str | Path | None = None, seeds: int | str = 3, max_seeds: int = 10, sizes: Sequence[int] | None = None,
             widths: Sequence[Sequence[int]] | None = None, steps: int | None = None, size_pairs: bool = True,
             preset: str = "fast", data: Dataset | str | os.PathLike | None = None, image_size: int | None = None,
             settings: dict | None = None, workers: int | str | None = None, dask: str | None = None,
@@ -151,8 +151,11 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
     ----------
     out : path, optional
         The folder (default ``runs/regimes``); the same folder again resumes it.
-    seeds : int, default 3
-        Seeds of every model in every cell.
+    seeds : int or "auto", default 3
+        Seeds of every model in every cell; ``"auto"`` grows them (from 3, 2 at a time, at most
+        ``max_seeds``) until every primary endpoint's 95% interval is at most the margin wide.
+    max_seeds : int, default 10
+        The cap of ``seeds="auto"``.
     sizes : sequence of int, optional
         Training-set sizes (0 = the whole training split); default 1,000, 6,000 and all.
     widths : sequence of (int, int), optional
@@ -180,9 +183,10 @@ def regimes(*, out: str | Path | None = None, seeds: int = 3, sizes: Sequence[in
     """
     from cnnlstm.study import regimes as study
 
-    grid = study.make_grid(seeds=seeds, sizes=sizes, widths=widths, steps=steps, size_pairs=size_pairs,
-                           preset=preset)
+    rule = _seeds(seeds, max_seeds)
+    grid = study.make_grid(seeds=rule.start if not isinstance(rule, int) else rule, sizes=sizes, widths=widths,
+                           steps=steps, size_pairs=size_pairs, preset=preset)
     root = Path(out) if out is not None else Path("runs/regimes")
     cluster, per_run = _where(root, settings, data, image_size, workers, dask, dask_tls, gpu_per_job)
     return study.run(grid, out=root, data=data, settings=per_run, cluster=cluster, events=events,
-                     dry_run=dry_run, on_plan=on_plan)
+                     dry_run=dry_run, on_plan=on_plan, seed_rule=None if isinstance(rule, int) else rule)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cnnlstm.cli import add_command
 from cnnlstm.cli.common import (
     StudyDisplay,
+    add_seed_flags,
     add_study_flags,
     int_at_least,
     load_data_for_cli,
@@ -17,6 +18,7 @@ EXAMPLES = """\
   cnnlstm regimes --dry-run                      # the default grid's runs and its cost on this machine
   cnnlstm regimes --workers 2 --out runs/regimes # 3 sizes x 3 widths x 3 seeds, + model1_lstm vs model1
   cnnlstm regimes --sizes 1000,6000 --widths 8x16,24x48 --seeds 5
+  cnnlstm regimes --seeds auto --max-seeds 10 --out runs/regimes   # seeds until every primary endpoint decides
   cnnlstm regimes --out runs/regimes             # after an interruption: the same command continues
   cnnlstm regimes --data ~/pets --image-size 32 --sizes 500,all
 """
@@ -33,8 +35,7 @@ def add_parser(sub) -> None:
                                 "occlusion curves, report.html/report.md and regimes.json. The cost is printed "
                                 "before anything trains; the same --out resumes.",
                     examples=EXAMPLES)
-    p.add_argument("--seeds", type=int_at_least(1, "at least 1 seed"), default=3, metavar="N",
-                   help="seeds of every model in every cell (default 3)")
+    add_seed_flags(p, 3, "every model in every cell (auto: until every primary endpoint decides)")
     p.add_argument("--sizes", default=None, metavar="N,N,...",
                    help="training-set sizes, 'all' for the whole split (default 1000,6000,all)")
     p.add_argument("--widths", default=None, metavar="AxB,...",
@@ -90,7 +91,7 @@ def run(args) -> int:
     settings = run_settings_from_args(args)
     display = StudyDisplay(quiet=args.quiet)
     try:
-        summary = api.regimes(out=args.out, seeds=args.seeds,
+        summary = api.regimes(out=args.out, seeds=args.seeds, max_seeds=args.max_seeds,
                               sizes=parse_sizes(args.sizes) if args.sizes else None,
                               widths=parse_widths(args.widths) if args.widths else None, steps=args.steps,
                               size_pairs=args.size_pairs, preset=args.preset, data=load_data_for_cli(args),
@@ -103,5 +104,7 @@ def run(args) -> int:
         return 0
     for line in summary["summary"]:
         print(f"- {line}")
+    if "stopped" in summary:
+        print(f"seeds auto: {summary['stopped']}")
     print(f"report: {summary['report']}")
     return report_failures("regimes", summary["failed"])

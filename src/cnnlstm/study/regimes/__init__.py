@@ -47,6 +47,7 @@ from cnnlstm.data import Dataset
 from cnnlstm.fileio import read_json
 from cnnlstm.study.engine.jobs import Job, job_done
 from cnnlstm.study.engine.loop import run_jobs
+from cnnlstm.study.engine.seeds import SeedRule, run_until_precise
 from cnnlstm.study.engine.session import Cluster, fit_jobs_to_dataset, open_executor, study_dataset
 from cnnlstm.study.regimes.grid import (
     ALL,
@@ -116,7 +117,7 @@ def _occlusion_matches(record: dict, grid: RegimeGrid) -> bool:
 
 
 def run(grid: RegimeGrid, *, out: str | Path, data, settings: dict, cluster: Cluster, events=None,
-        dry_run: bool = False, on_plan: Callable[[dict], None] | None = None) -> dict:
+        dry_run: bool = False, on_plan: Callable[[dict], None] | None = None, seed_rule: SeedRule | None = None) -> dict:
     """The regime study end to end: plan the grid on the data, cost what is left, run it, report it.
 
     Parameters
@@ -134,12 +135,18 @@ def run(grid: RegimeGrid, *, out: str | Path, data, settings: dict, cluster: Clu
         Plan and cost only.
     on_plan : callable, optional
         Called with the cost once the plan is made, before anything trains.
+    seed_rule : SeedRule, optional
+        ``--seeds auto``: the grid starts at ``seed_rule.start`` seeds and grows until every primary
+        endpoint (:func:`pooled_endpoints`) has a 95% interval at most the margin wide, or the cap.
 
     Returns
     -------
     dict
-        ``cost`` and, unless ``dry_run``, :func:`run_regimes`'s summary and ``out``.
+        ``cost`` and, unless ``dry_run``, :func:`run_regimes`'s summary and ``out`` (with a seed
+        rule: ``seeds`` reached and why it ``stopped``).
     """
+    if seed_rule is not None:
+        grid = replace(grid, seeds=seed_rule.check().start)
     root = Path(out)
     ds = study_dataset(data, settings)
     jobs = fit_jobs_to_dataset(plan_regimes(grid, ds, common=settings), ds)
@@ -149,7 +156,16 @@ def run(grid: RegimeGrid, *, out: str | Path, data, settings: dict, cluster: Clu
     if dry_run:
         return {"cost": cost}
     with open_executor(cluster, root) as executor:
-        summary = run_regimes(root, ds, grid, jobs, executor=executor, events=events)
+        if seed_rule is None:
+            return {**run_regimes(root, ds, grid, jobs, executor=executor, events=events), "cost": cost, "out": root}
+
+        def run_at(n: int) -> tuple[dict, list]:
+            at = replace(grid, seeds=n)
+            summary = run_regimes(root, ds, at, fit_jobs_to_dataset(plan_regimes(at, ds, common=settings), ds),
+                                  executor=executor, events=events)
+            return summary, [c for *_, c in pooled_endpoints(summary["cells"])]
+
+        summary = run_until_precise(run_at, seed_rule)
     return {**summary, "cost": cost, "out": root}
 
 
