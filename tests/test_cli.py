@@ -47,7 +47,9 @@ def test_reproduce_help_has_no_none_defaults_and_no_download_is_a_plain_switch(c
     out = " ".join(capsys.readouterr().out.split())  # unwrapped
     assert "(default: None)" not in out and "(default: True)" not in out
     assert "--no-download never download; fail with instructions when no local copy exists --no-verify" in out
-    assert "--seeds N seeds of every model trained (default: the preset's, 3 for the compared pairs) --out" in out
+    assert ("--seeds N|auto seeds of every model the preset trains (default: the preset's, 3 for the compared pairs; "
+            "auto: until every hybrid-vs-control interval decides)") in out
+    assert "--max-seeds N the cap of --seeds auto (default 10)" in out
 
 
 def test_every_device_flag_is_the_shared_one():

@@ -74,3 +74,14 @@ def test_compare_with_seeds_auto_grows_and_resumes(tiny_data_dir, tmp_path, caps
     assert first.stat().st_mtime_ns == before
     rows = [json.loads((out / "runs" / s / "config.json").read_text())["seed"] for s in seeds]
     assert sorted(set(rows)) == list(range(n))
+
+
+def test_reproduce_with_seeds_auto_says_why_it_stopped(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["reproduce", "--data-dir", str(tiny_data_dir), "--no-verify", "--limit-train", "60", "--tsne-samples", "0",
+            "--threads", "1", "--workers", "1", "--models", "model1,model1_lstm", "--ablations", "none",
+            "--seeds", "auto", "--max-seeds", "3", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == [f"{m}-s{s}" for m in ("model1", "model1_lstm") for s in range(3)]
+    assert "Seeds chosen by precision (--seeds auto): " in (out / "report.md").read_text()

@@ -35,7 +35,8 @@ def _seeds(seeds, max_seeds: int):
     return seeds
 
 
-def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: int | None = None,
+def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: int | str | None = None,
+              max_seeds: int = 10,
               models: Sequence[str] | None = None, ablations: Sequence[str] | None = None,
               tsne_samples: int | None = None, data: Dataset | str | os.PathLike | None = None,
               image_size: int | None = None, settings: dict | None = None, workers: int | str | None = None,
@@ -50,8 +51,12 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         preset of each model family).
     out : path, optional
         The study folder (default ``runs/reproduce-<preset>``); the same folder again resumes it.
-    seeds : int, optional
+    seeds : int or "auto", optional
         Seeds of every model the preset trains (default: the preset's); never adds a model.
+        ``"auto"`` grows them (from 3, 2 at a time, at most ``max_seeds``) until every
+        hybrid-vs-control interval is at most the margin wide.
+    max_seeds : int, default 10
+        The cap of ``seeds="auto"``.
     models, ablations : sequence of str, optional
         Only these models / flagship ablations (``()`` for no ablations).
     tsne_samples : int, optional
@@ -94,7 +99,7 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
         get_model_entry(m)  # an unknown name is a one-line error now, not after an hour
     root = Path(out) if out is not None else Path(f"runs/reproduce-{study.name}")
     cluster, per_run = _where(root, settings, data, image_size, workers, dask, dask_tls, gpu_per_job)
-    return paper.run(study, out=root, data=data, settings=per_run, cluster=cluster, seeds=seeds,
+    return paper.run(study, out=root, data=data, settings=per_run, cluster=cluster, seeds=_seeds(seeds, max_seeds),
                      models=tuple(models) if models is not None else None,
                      ablations=tuple(ablations) if ablations is not None else None, tsne_samples=tsne_samples,
                      user_models=user_models, events=events)

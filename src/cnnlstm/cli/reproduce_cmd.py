@@ -8,6 +8,7 @@ from cnnlstm.cli.common import (
     add_data_flags,
     add_device_flag,
     add_executor_flags,
+    add_seed_flags,
     load_data_for_cli,
     report_failures,
     run_settings_from_args,
@@ -42,8 +43,8 @@ def add_parser(sub) -> None:
                         "flagship vs its no-LSTM twin), 2-epoch schedules, no references or ablations "
                         "(~10 min on 2 cores); paper: the plan's settings and the references' published "
                         "recipes, 3 seeds, ablations; best: the flagship family at its best recipe, 3 seeds")
-    p.add_argument("--seeds", type=int, default=None, metavar="N",
-                   help="seeds of every model trained (default: the preset's, 3 for the compared pairs)")
+    add_seed_flags(p, None, "every model the preset trains (default: the preset's, 3 for the compared pairs; "
+                            "auto: until every hybrid-vs-control interval decides)")
     p.add_argument("--out", metavar="DIR", default=None, help="study folder (default runs/reproduce-<preset>)")
     add_device_flag(p, default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
@@ -73,7 +74,7 @@ def run(args) -> int:
         ablations = () if args.ablations == "none" else tuple(a.strip() for a in args.ablations.split(","))
     display = StudyDisplay(quiet=args.quiet)
     try:
-        summary = api.reproduce(args.preset, out=args.out, seeds=args.seeds, models=models, ablations=ablations,
+        summary = api.reproduce(args.preset, out=args.out, seeds=args.seeds, max_seeds=args.max_seeds, models=models, ablations=ablations,
                                 tsne_samples=args.tsne_samples, data=load_data_for_cli(args), settings=settings,
                                 workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
                                 gpu_per_job=args.gpu_per_job, model_file=args.model_file,

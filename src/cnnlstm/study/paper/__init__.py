@@ -16,8 +16,9 @@ from pathlib import Path
 
 from cnnlstm.data import Dataset
 from cnnlstm.errors import ConfigError
-from cnnlstm.study.engine.jobs import Job
+from cnnlstm.study.engine.jobs import Job, collect_runs
 from cnnlstm.study.engine.loop import run_jobs
+from cnnlstm.study.engine.seeds import SeedRule, run_until_precise
 from cnnlstm.study.engine.session import Cluster, fit_jobs_to_dataset, open_executor, study_dataset
 from cnnlstm.study.paper.plan import (
     ABLATIONS,
@@ -30,6 +31,7 @@ from cnnlstm.study.paper.plan import (
     study_preset,
 )
 from cnnlstm.study.paper.report import write_study_report
+from cnnlstm.study.paper.tables import aggregate, control_comparisons
 
 __all__ = ["ABLATIONS", "STUDY_PRESETS", "StudyPreset", "plan_jobs", "run", "run_study", "study_preset",
            "write_study_report"]
@@ -57,7 +59,7 @@ def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[
 
 
 def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cluster: Cluster,
-        seeds: int | None = None, models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None,
+        seeds: int | SeedRule | None = None, models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None,
         tsne_samples: int | None = None, user_models: tuple[tuple[str, str], ...] = (), events=None) -> dict:
     """The plan's study end to end: plan, load the data, run on ``cluster``'s executor, write the report.
 
@@ -71,7 +73,9 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
         Config keys every run gets (:func:`cnnlstm.study.engine.session.run_settings`).
     cluster : Cluster
     seeds, models, ablations, user_models
-        As :func:`~cnnlstm.study.paper.plan.plan_jobs` takes them.
+        As :func:`~cnnlstm.study.paper.plan.plan_jobs` takes them; ``seeds`` may be a
+        :class:`~cnnlstm.study.engine.seeds.SeedRule` (``--seeds auto``), whose primary comparisons
+        are the hybrid-vs-control pairs.
     tsne_samples : int, optional
         Overrides the preset's raw-pixel t-SNE size (0 skips it).
 
@@ -84,17 +88,28 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
         if tsne_samples < 0:
             raise ConfigError(f"tsne_samples must be >= 0, got {tsne_samples}")
         preset = replace(preset, tsne_samples=tsne_samples)
+    rule = seeds.check() if isinstance(seeds, SeedRule) else None
+    seeds = rule.start if rule is not None else seeds
     if seeds is not None and seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
     unknown = set(ablations or ()) - set(ABLATIONS)
     if unknown:
         raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
     root = Path(out) if out is not None else Path(f"runs/reproduce-{preset.name}")
-    jobs = plan_jobs(preset, seeds=seeds, common=settings, models=models, ablations=ablations,
-                     user_models=user_models)
+    plan_jobs(preset, seeds=seeds, common=settings, models=models, ablations=ablations,
+              user_models=user_models)  # a bad plan fails before the data loads
     ds = study_dataset(data, settings)
-    jobs = fit_jobs_to_dataset(jobs, ds)
-    with open_executor(cluster, root) as executor:
+
+    def run_at(n: int | None) -> tuple[dict, list]:
+        jobs = fit_jobs_to_dataset(plan_jobs(preset, seeds=n, common=settings, models=models, ablations=ablations,
+                                             user_models=user_models), ds)
         summary = run_study(root, ds, preset, jobs=jobs, events=events, executor=executor)
-    summary.update(report=write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"]), out=root)
+        runs = [r for r in collect_runs(root, summary["jobs"]) if r["job"].group != "ablation"]
+        return summary, [p.comparison for p in control_comparisons(aggregate(runs, lambda r: r["cfg"].model))]
+
+    with open_executor(cluster, root) as executor:
+        summary = run_at(seeds)[0] if rule is None else run_until_precise(run_at, rule)
+    note = f"Seeds chosen by precision (--seeds auto): {summary['stopped']}." if rule is not None else ""
+    summary.update(report=write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"], note=note),
+                   out=root)
     return summary

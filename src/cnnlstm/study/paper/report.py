@@ -116,11 +116,12 @@ def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, C
 
 
 def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, ds: Dataset, *,
-                       failed: dict[str, str] | None = None) -> Path:
+                       failed: dict[str, str] | None = None, note: str = "") -> Path:
     """Compose and write ``root/report.html`` and ``root/report.md``; return the HTML path.
 
     ``failed`` (job name -> error, as :func:`cnnlstm.study.paper.run_study` returns it) and
-    every planned run without its ``metrics.json`` are listed in the summary as missing.
+    every planned run without its ``metrics.json`` are listed in the summary as missing; ``note``
+    (e.g. why ``--seeds auto`` stopped) is added to the summary.
     """
     root = Path(root)
     runs = collect_runs(root, jobs)
@@ -137,6 +138,8 @@ def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, d
                                                                    r["cfg"].seed, r["metrics"])],
                       [comparison_row(p.comparison) for p in comparisons]
                       + [comparison_row(c) for c in ablation_cmp.values()])
+    if note:
+        sections[0].blocks.append(Paragraph(note))
     missing = missing_runs(root, jobs, failed or {})
     if missing:
         sections[0].blocks.append(missing)
