@@ -104,6 +104,8 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
         jobs = fit_jobs_to_dataset(plan_jobs(preset, seeds=n, common=settings, models=models, ablations=ablations,
                                              user_models=user_models), ds)
         summary = run_study(root, ds, preset, jobs=jobs, events=events, executor=executor)
+        if rule is None:  # the report compares the pairs once; only --seeds auto needs them here
+            return summary, []
         runs = [r for r in collect_runs(root, summary["jobs"]) if r["job"].group != "ablation"]
         return summary, [p.comparison for p in control_comparisons(aggregate(runs, lambda r: r["cfg"].model))]
 
