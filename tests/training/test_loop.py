@@ -45,6 +45,9 @@ def test_same_seed_same_history_and_weights(tiny_ds, tmp_path):
 @pytest.mark.parametrize("model, model_args", [
     ("model1", {}), ("ji_cnn_lstm", {}),
     ("cnn_lstm", {"channels": [8, 16], "first_stride": 2, "lstm_hidden": 8}),  # the fast preset's stride-2 stem
+    # recurrence inside the conv stack (BatchNorm per step, a ConvLSTM cell's state)
+    ("spoerer_bl", {"channels": [4, 4], "steps": 3}),
+    ("conv_lstm", {"channels": 4, "hidden": 4, "steps": 3}),
 ])
 def test_kill_after_epoch_then_resume_is_bit_identical(tiny_ds, tmp_path, model, model_args):
     """A run that dies right after epoch 1's checkpoint, resumed, equals one never interrupted."""
