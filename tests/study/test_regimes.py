@@ -237,3 +237,40 @@ def test_seeds_auto_grows_the_grid_until_the_primary_endpoints_decide_or_the_cap
     assert len(json.loads((out / "regimes.json").read_text())["primary"]) == 1
     with pytest.raises(ConfigError):
         api.regimes(out=out, seeds="many", dry_run=True, settings={"data_dir": str(tiny_data_dir), **COMMON})
+
+
+def test_pairs_put_recurrence_inside_the_stack_through_the_same_cells_and_curves(tiny_ds):
+    grid = R.make_grid(seeds=2, sizes=(40, R.ALL), widths=[], steps=6,
+                       pairs=[("spoerer_bl", "spoerer_bk"), ("conv_lstm", "conv_lstm_ff")])
+    cells = R.grid_cells(grid)
+    assert [(c.hybrid, c.control, c.size, c.width) for c in cells] == [
+        ("spoerer_bl", "spoerer_bk", 40, None), ("spoerer_bl", "spoerer_bk", R.ALL, None),
+        ("conv_lstm", "conv_lstm_ff", 40, None), ("conv_lstm", "conv_lstm_ff", R.ALL, None)]
+    jobs = R.plan_regimes(grid, tiny_ds, common=COMMON)
+    assert {j.cfg.model for j in jobs} == {"spoerer_bl", "spoerer_bk", "conv_lstm", "conv_lstm_ff"}
+    for cell in cells:
+        a, b = (R.cell_jobs(jobs, cell, m) for m in (cell.hybrid, cell.control))
+        assert [j.cfg.seed for j in a] == [j.cfg.seed for j in b] == [0, 1]
+        for x, y in zip(a, b):
+            assert config_differences(config_to_dict(x.cfg), config_to_dict(y.cfg), PAIR_KEYS) == []
+    occluded = [j for j in jobs if j.kind == "occlusion"]
+    assert {j.cfg.train_size for j in occluded} == {R.ALL} and len(occluded) == 2 * 2 * 2
+    assert R.make_grid(pairs=[("a", "b")]).size_pairs == (("a", "b"),)  # the flagship's widths stay by default
+    for bad in ([("a", "a")], [], [("a", "b"), ("a", "b")]):
+        with pytest.raises(ConfigError, match="pairs are distinct"):
+            R.make_grid(pairs=bad)
+    with pytest.raises(ConfigError, match="contradict"):
+        R.make_grid(pairs=[("a", "b")], size_pairs=False)
+    with pytest.raises(ConfigError, match="no pair to compare"):
+        R.make_grid(widths=[], size_pairs=False)
+
+
+def test_the_pairs_and_widths_flags(capsys):
+    from cnnlstm.cli.regimes_cmd import parse_pairs, parse_widths
+
+    assert parse_pairs("spoerer_bl:spoerer_bk, conv_lstm:conv_lstm_ff") == [
+        ("spoerer_bl", "spoerer_bk"), ("conv_lstm", "conv_lstm_ff")]
+    assert parse_widths("none") == []
+    for bad in ("spoerer_bl", "a:b:c", "a:"):
+        with pytest.raises(ConfigError, match="hybrid:control"):
+            parse_pairs(bad)

@@ -87,9 +87,14 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
                "--models", "model1,model2,model1_lstm,cnn_lstm,cnn_twin", "--ablations", "all_on,no_flip",
                "--seeds", "2"])
     assert rc == 0
-    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed
+    assert "could it have seen a benefit? measure a positive control: cnnlstm compare spoerer_bl" in printed
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
+    benefit = md.split("## Could this study have seen a benefit?", 1)[1].split("\n## ", 1)[0]
+    assert "MDE (points)" in benefit and "--positive-control DIR" in benefit
+    assert benefit.count("| model1_lstm vs model1 |") == 1  # each hybrid-vs-control pair, with its MDE
     for text in ("Table I: published methods vs measured here", "Table II: the plan&#x27;s baselines",
                  "Model I (plan Table II)", "86.55", "CNN+LSTM (Ji 2022)", "91.36", "Ablations of the flagship",
                  "not verified Fashion-MNIST", "What the LSTM adds", "95% CI over seeds", "cnn_twin",
@@ -117,6 +122,17 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     assert "\n- " in summary  # the claims are Markdown list items
     assert md.count("explore/figures/duplicates.png") == 1  # the audit's figure, not again among explore's
     assert_summary_is_a_list_in_chromium(out / "report.html", tmp_path / "profile")
+    # a positive control read from an earlier study folder (here this one's own comparisons.csv)
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out), "--models",
+                 "model1,model2,model1_lstm,cnn_lstm,cnn_twin", "--ablations", "all_on,no_flip", "--seeds", "2",
+                 "--positive-control", str(out)]) == 0
+    benefit = (out / "report.md").read_text().split("## Could this study have seen a benefit?", 1)[1]
+    assert f"read from {out}" in benefit and "| fashion-mnist | model1_lstm vs model1 | 2 |" in benefit
+    capsys.readouterr()
+    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(tmp_path / "other"),
+                 "--positive-control", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no comparisons.csv" in err and not (tmp_path / "other").exists()
 
 
 def assert_summary_is_a_list_in_chromium(html: Path, profile: Path) -> None:

@@ -41,7 +41,7 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
               tsne_samples: int | None = None, data: Dataset | str | os.PathLike | None = None,
               image_size: int | None = None, settings: dict | None = None, workers: int | str | None = None,
               dask: str | None = None, dask_tls: str | Path | None = None, gpu_per_job: float | None = None,
-              model_file: str | None = None, events=None) -> dict:
+              model_file: str | None = None, positive_control: str | Path | None = None, events=None) -> dict:
     """The plan's whole study into one folder, resumably, and its report, as ``cnnlstm reproduce`` does.
 
     Parameters
@@ -77,6 +77,10 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
     model_file : str, optional
         A file (or module) of your own ``@register_model`` builders: each of its models (those named
         in ``models``, when given) trains with the flagship's preset and seeds, beside the flagship.
+    positive_control : path, optional
+        The folder of an earlier :func:`compare` (the positive control of docs/positive-control.md)
+        whose result the report prints in "Could this study have seen a benefit?"; without it that
+        section gives the command that measures one.
     events : cnnlstm.study.engine.executor.JobEvents, optional
         Progress callbacks.
 
@@ -102,7 +106,7 @@ def reproduce(preset: str = "quick", *, out: str | Path | None = None, seeds: in
     return paper.run(study, out=root, data=data, settings=per_run, cluster=cluster, seeds=_seeds(seeds, max_seeds),
                      models=tuple(models) if models is not None else None,
                      ablations=tuple(ablations) if ablations is not None else None, tsne_samples=tsne_samples,
-                     user_models=user_models, events=events)
+                     user_models=user_models, positive_control=positive_control, events=events)
 
 
 def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int | str = 3, max_seeds: int = 10,
@@ -145,7 +149,7 @@ def compare(models: Sequence[str], *, out: str | Path | None = None, seeds: int 
 
 def regimes(*, out: str | Path | None = None, seeds: int | str = 3, max_seeds: int = 10, sizes: Sequence[int] | None = None,
             widths: Sequence[Sequence[int]] | None = None, steps: int | None = None, size_pairs: bool = True,
-            preset: str = "fast", data: Dataset | str | os.PathLike | None = None, image_size: int | None = None,
+            pairs: Sequence[Sequence[str]] | None = None, preset: str = "fast", data: Dataset | str | os.PathLike | None = None, image_size: int | None = None,
             settings: dict | None = None, workers: int | str | None = None, dask: str | None = None,
             dask_tls: str | Path | None = None, gpu_per_job: float | None = None, dry_run: bool = False,
             on_plan: Callable[[dict], None] | None = None, events=None) -> dict:
@@ -169,7 +173,12 @@ def regimes(*, out: str | Path | None = None, seeds: int | str = 3, max_seeds: i
         Optimizer steps of a run on the whole training split (default 1,000); smaller sizes take
         ``steps * sqrt(n / n_full)`` (:func:`cnnlstm.study.regimes.regime_epochs`).
     size_pairs : bool, default True
-        Also map ``model1_lstm`` vs ``model1`` over the sizes.
+        Also map ``model1_lstm`` vs ``model1`` (or ``pairs``) over the sizes.
+    pairs : sequence of (str, str), optional
+        (hybrid, control) pairs mapped over the sizes at their own widths, with the same occlusion
+        and translation curves, in place of ``model1_lstm`` vs ``model1``: e.g.
+        ``[("spoerer_bl", "spoerer_bk"), ("conv_lstm", "conv_lstm_ff")]``. With ``widths=[]`` the
+        flagship's width axis is left out.
     preset : str, default "fast"
         The training preset of every run.
     data, image_size, settings, workers, dask, dask_tls, gpu_per_job, events
@@ -190,7 +199,7 @@ def regimes(*, out: str | Path | None = None, seeds: int | str = 3, max_seeds: i
 
     rule = _seeds(seeds, max_seeds)
     grid = study.make_grid(seeds=rule.start if not isinstance(rule, int) else rule, sizes=sizes, widths=widths,
-                           steps=steps, size_pairs=size_pairs, preset=preset)
+                           steps=steps, size_pairs=size_pairs, pairs=pairs, preset=preset)
     root = Path(out) if out is not None else Path("runs/regimes")
     cluster, per_run = _where(root, settings, data, image_size, workers, dask, dask_tls, gpu_per_job)
     return study.run(grid, out=root, data=data, settings=per_run, cluster=cluster, events=events,

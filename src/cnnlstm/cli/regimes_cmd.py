@@ -21,6 +21,8 @@ EXAMPLES = """\
   cnnlstm regimes --seeds auto --max-seeds 10 --out runs/regimes   # seeds until every primary endpoint decides
   cnnlstm regimes --out runs/regimes             # after an interruption: the same command continues
   cnnlstm regimes --data ~/pets --image-size 32 --sizes 500,all
+  cnnlstm regimes --pairs spoerer_bl:spoerer_bk,conv_lstm:conv_lstm_ff --widths none --sizes all
+                                                 # recurrence inside the stack, through the same curves
 """
 
 
@@ -39,11 +41,16 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", default=None, metavar="N,N,...",
                    help="training-set sizes, 'all' for the whole split (default 1000,6000,all)")
     p.add_argument("--widths", default=None, metavar="AxB,...",
-                   help="stem channels of the flagship and its twin (default 8x16,16x32,24x48)")
+                   help="stem channels of the flagship and its twin (default 8x16,16x32,24x48; "
+                        "'none' leaves the flagship's width axis out)")
     p.add_argument("--steps", type=int_at_least(1, "at least 1 step"), default=None, metavar="N",
                    help="optimizer steps of a run on the whole training split (default 1000)")
+    p.add_argument("--pairs", default=None, metavar="H:C,...",
+                   help="hybrid:control pairs mapped over the sizes at their own widths, with the same "
+                        "occlusion and translation curves, in place of model1_lstm:model1 "
+                        "(e.g. spoerer_bl:spoerer_bk,conv_lstm:conv_lstm_ff)")
     p.add_argument("--no-size-pairs", dest="size_pairs", action="store_false",
-                   help="leave out model1_lstm vs model1 over the sizes")
+                   help="leave out model1_lstm vs model1 (or --pairs) over the sizes")
     p.add_argument("--preset", default="fast", metavar="P", help="the training preset of every run (default fast)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="sets",
                    help="a config value for every run (repeatable)")
@@ -62,11 +69,21 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def parse_widths(text: str) -> list[tuple[int, int]]:
-    """``"8x16,24x48"`` -> ``[(8, 16), (24, 48)]``."""
+    """``"8x16,24x48"`` -> ``[(8, 16), (24, 48)]``; ``"none"`` -> ``[]``."""
+    if text.strip() == "none":
+        return []
     try:
         return [tuple(int(c) for c in w.split("x", 1)) for w in text.split(",")]
     except ValueError:
         raise ConfigError(f"--widths takes AxB channel pairs, e.g. 8x16,24x48; got {text!r}") from None
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """``"spoerer_bl:spoerer_bk,conv_lstm:conv_lstm_ff"`` -> ``[("spoerer_bl", "spoerer_bk"), ...]``."""
+    pairs = [tuple(p.strip() for p in pair.split(":")) for pair in text.split(",")]
+    if any(len(p) != 2 or not all(p) for p in pairs):
+        raise ConfigError(f"--pairs takes hybrid:control pairs, e.g. spoerer_bl:spoerer_bk; got {text!r}")
+    return pairs
 
 
 def print_plan(cost: dict) -> None:
@@ -94,7 +111,8 @@ def run(args) -> int:
         summary = api.regimes(out=args.out, seeds=args.seeds, max_seeds=args.max_seeds,
                               sizes=parse_sizes(args.sizes) if args.sizes else None,
                               widths=parse_widths(args.widths) if args.widths else None, steps=args.steps,
-                              size_pairs=args.size_pairs, preset=args.preset, data=load_data_for_cli(args),
+                              size_pairs=args.size_pairs, pairs=parse_pairs(args.pairs) if args.pairs else None,
+                              preset=args.preset, data=load_data_for_cli(args),
                               settings=settings, workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
                               gpu_per_job=args.gpu_per_job, dry_run=args.dry_run, on_plan=print_plan,
                               events=display.events())

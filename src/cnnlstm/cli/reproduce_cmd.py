@@ -23,6 +23,7 @@ EXAMPLES = """\
   cnnlstm reproduce --preset paper --dask tcp://lab-pc1:8786      # on the lab's Dask cluster
   cnnlstm reproduce --data ~/pets --image-size 32 --out runs/pets-study   # the plan's study on your images
   cnnlstm reproduce --model-file examples/gru_hybrid.py       # your models beside the flagship and twin
+  cnnlstm reproduce --positive-control runs/debris   # beside a positive control (docs/positive-control.md)
 """
 
 
@@ -59,6 +60,10 @@ def add_parser(sub) -> None:
                         "compared with the flagship and its twin (docs/models.md)")
     p.add_argument("--tsne-samples", type=int, default=None, metavar="N",
                    help="images in the raw-pixel t-SNE (default: the preset's; 0 skips it)")
+    p.add_argument("--positive-control", metavar="DIR", default=None,
+                   help="the folder of an earlier `cnnlstm compare` (e.g. spoerer_bl vs spoerer_bk on debris:10) "
+                        "whose result the report prints beside the LSTM's answer, in 'Could this study have "
+                        "seen a benefit?' (docs/positive-control.md)")
     add_executor_flags(p)
     add_data_flags(p)
     p.set_defaults(func=run)
@@ -74,16 +79,22 @@ def run(args) -> int:
         ablations = () if args.ablations == "none" else tuple(a.strip() for a in args.ablations.split(","))
     display = StudyDisplay(quiet=args.quiet)
     try:
-        summary = api.reproduce(args.preset, out=args.out, seeds=args.seeds, max_seeds=args.max_seeds, models=models, ablations=ablations,
+        summary = api.reproduce(args.preset, out=args.out, seeds=args.seeds, max_seeds=args.max_seeds, models=models,
+                                ablations=ablations,
                                 tsne_samples=args.tsne_samples, data=load_data_for_cli(args), settings=settings,
                                 workers=args.workers, dask=args.dask, dask_tls=args.dask_tls,
                                 gpu_per_job=args.gpu_per_job, model_file=args.model_file,
-                                events=display.events())
+                                positive_control=args.positive_control, events=display.events())
     finally:
         display.stop()
     if not args.quiet:
         print(f"study: {summary['ran']} jobs run, {summary['skipped']} already done, "
               f"{summary['seconds'] / 60:.1f} min")
     print(f"report: {summary['report']}")
+    if args.positive_control is None:
+        from cnnlstm.study.paper.sections import POSITIVE_CONTROL_COMMAND
+
+        print(f"could it have seen a benefit? measure a positive control: {POSITIVE_CONTROL_COMMAND} "
+              "(docs/positive-control.md), then --positive-control DIR")
     return report_failures("reproduce", summary["failed"],
                            "the report lists the missing runs, and the same command retries them")

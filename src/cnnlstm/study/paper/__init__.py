@@ -31,6 +31,7 @@ from cnnlstm.study.paper.plan import (
     study_preset,
 )
 from cnnlstm.study.paper.report import write_study_report
+from cnnlstm.study.paper.sections import positive_control_rows
 from cnnlstm.study.paper.tables import aggregate, control_comparisons
 
 __all__ = ["ABLATIONS", "STUDY_PRESETS", "StudyPreset", "plan_jobs", "run", "run_study", "study_preset",
@@ -60,7 +61,8 @@ def run_study(root: str | Path, ds: Dataset, preset: StudyPreset, *, jobs: list[
 
 def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cluster: Cluster,
         seeds: int | SeedRule | None = None, models: tuple[str, ...] | None = None, ablations: tuple[str, ...] | None = None,
-        tsne_samples: int | None = None, user_models: tuple[tuple[str, str], ...] = (), events=None) -> dict:
+        tsne_samples: int | None = None, user_models: tuple[tuple[str, str], ...] = (),
+        positive_control: str | Path | None = None, events=None) -> dict:
     """The plan's study end to end: plan, load the data, run on ``cluster``'s executor, write the report.
 
     Parameters
@@ -78,6 +80,9 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
         are the hybrid-vs-control pairs.
     tsne_samples : int, optional
         Overrides the preset's raw-pixel t-SNE size (0 skips it).
+    positive_control : path, optional
+        The folder of an earlier ``cnnlstm compare`` (e.g. ``spoerer_bl`` vs ``spoerer_bk`` on
+        ``debris:10``) whose result the report prints in "Could this study have seen a benefit?".
 
     Returns
     -------
@@ -96,6 +101,8 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
     if unknown:
         raise ConfigError(f"unknown ablation {sorted(unknown)[0]!r}; choose from {', '.join(ABLATIONS)}")
     root = Path(out) if out is not None else Path(f"runs/reproduce-{preset.name}")
+    if positive_control is not None:
+        positive_control_rows(Path(positive_control))  # a wrong folder fails before anything trains
     plan_jobs(preset, seeds=seeds, common=settings, models=models, ablations=ablations,
               user_models=user_models)  # a bad plan fails before the data loads
     ds = study_dataset(data, settings)
@@ -112,6 +119,7 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
     with open_executor(cluster, root) as executor:
         summary = run_at(seeds)[0] if rule is None else run_until_precise(run_at, rule)
     note = f"Seeds chosen by precision (--seeds auto): {summary['stopped']}." if rule is not None else ""
-    summary.update(report=write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"], note=note),
+    summary.update(report=write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"], note=note,
+                                                      positive_control=positive_control),
                    out=root)
     return summary

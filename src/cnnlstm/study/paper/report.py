@@ -38,6 +38,7 @@ from cnnlstm.study.paper.sections import (
     explain_section,
     explore_sections,
     flagship_sections,
+    positive_control_section,
     robustness_records,
     robustness_section,
     time_section,
@@ -116,12 +117,14 @@ def summary_text(models: dict[str, dict], comparisons, ablation_cmp: dict[str, C
 
 
 def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, ds: Dataset, *,
-                       failed: dict[str, str] | None = None, note: str = "") -> Path:
+                       failed: dict[str, str] | None = None, note: str = "",
+                       positive_control: str | Path | None = None) -> Path:
     """Compose and write ``root/report.html`` and ``root/report.md``; return the HTML path.
 
     ``failed`` (job name -> error, as :func:`cnnlstm.study.paper.run_study` returns it) and
     every planned run without its ``metrics.json`` are listed in the summary as missing; ``note``
-    (e.g. why ``--seeds auto`` stopped) is added to the summary.
+    (e.g. why ``--seeds auto`` stopped) is added to the summary; ``positive_control`` is the folder
+    of an earlier ``cnnlstm compare`` whose result "Could this study have seen a benefit?" prints.
     """
     root = Path(root)
     runs = collect_runs(root, jobs)
@@ -133,7 +136,7 @@ def write_study_report(root: str | Path, jobs: list[Job], preset: StudyPreset, d
     tsne_png, tsne_rows = tsne_figure(root, jobs, ds, fig_dir / "tsne_comparison.png")
     comparisons, ablation_cmp = control_comparisons(models), ablation_comparisons(ablations)
     sections = build_sections(root, preset, models, ablations, tsne_png, tsne_rows, ds, jobs, comparisons,
-                              ablation_cmp)
+                              ablation_cmp, positive_control)
     write_raw_numbers(root, [row for r in runs for row in run_rows(preset.name, r["job"].name.rsplit("-s", 1)[0],
                                                                    r["cfg"].seed, r["metrics"])],
                       [comparison_row(p.comparison) for p in comparisons]
@@ -199,9 +202,10 @@ HOW_TO_READ = (
 
 def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dict, tsne_png: Path | None,
                    tsne_rows: list[dict], ds: Dataset, jobs: list[Job], comparisons: list[MatchedPair],
-                   ablation_cmp: dict[str, Comparison]) -> list[Section]:
+                   ablation_cmp: dict[str, Comparison], positive_control: Path | None = None) -> list[Section]:
     """The report's sections, in reading order (``comparisons`` and ``ablation_cmp`` as
-    :func:`control_comparisons` and :func:`ablation_comparisons` give them)."""
+    :func:`control_comparisons` and :func:`ablation_comparisons` give them; ``positive_control`` as
+    :func:`write_study_report` takes it)."""
     one, two = published_tables(models)
     sections = [Section("Summary", [BulletList(t) if isinstance(t, list) else Paragraph(t)
                                     for t in summary_text(models, comparisons, ablation_cmp, preset, ds.name == "fashion-mnist")]
@@ -220,6 +224,8 @@ def build_sections(root: Path, preset: StudyPreset, models: dict, ablations: dic
             Paragraph(SEED_PAIR_NOTE),
             Table(pairs, list(pairs[0])) if (pairs := [r for p in comparisons for r in seed_pair_rows(p.comparison)])
             else Paragraph("No seed pair has predictions of the same test images.")]))
+        sections.append(positive_control_section(positive_control, [comparison_row(p.comparison)
+                                                                   for p in comparisons]))
     sections += [] if ds.name != "fashion-mnist" else [
         Section("Table I: published methods vs measured here", [
             Paragraph("Each reference is trained with its published recipe where the preset can afford it "

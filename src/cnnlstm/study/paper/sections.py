@@ -231,3 +231,62 @@ def explore_sections(root: Path, ds: Dataset) -> list[Section]:
     items = [Figure(p, p.stem.replace("_", " ")) for p in sorted(figs.glob("*.png")) if p.stem != "duplicates"]
     heading = f"Exploring {dataset_title(ds.name)}" + (" (the plan's Fig. 2-4)" if ds.name == "fashion-mnist" else "")
     return [Section(heading, [Figures(items)])] if items else []
+
+
+#: The positive control's command (docs/positive-control.md): recurrence inside the conv stack
+#: against its parameter-matched feed-forward control, through the same harness.
+POSITIVE_CONTROL_COMMAND = "cnnlstm compare spoerer_bl spoerer_bk --data debris:10 --seeds auto"
+
+
+def _points(value: str) -> str:
+    return f"{float(value):+.2f}" if value not in ("", None) else "-"
+
+
+def positive_control_rows(folder: Path) -> list[dict]:
+    """The comparisons of an earlier ``cnnlstm compare`` folder, each with the data it ran on.
+
+    Raises
+    ------
+    RunError
+        ``folder`` holds no ``comparisons.csv`` (it is not a finished study folder).
+    """
+    from cnnlstm.errors import RunError
+    from cnnlstm.reporting.raw import COMPARISONS_FILE, read_csv
+
+    path = Path(folder) / COMPARISONS_FILE
+    if not path.is_file():
+        raise RunError(f"{folder}: no {COMPARISONS_FILE}; give the folder of a finished `cnnlstm compare` "
+                       f"(e.g. {POSITIVE_CONTROL_COMMAND} --out DIR)")
+    data = next((read_json(p).get("name", "?") for p in sorted(Path(folder).glob("runs/*/dataset.json"))), "?")
+    return [{"data": data, "A vs B": f"{r['a']} vs {r['b']}", "n": r["n"], "Δ (points)": _points(r["diff"]),
+             "95% CI": f"{_points(r['low'])} to {_points(r['high'])}" if r["low"] else "-",
+             "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+")}
+            for r in read_csv(path) if r.get("metric", "accuracy") in ("", "accuracy")]
+
+
+def positive_control_section(folder: Path | None, answer_rows: list[dict]) -> Section:
+    """"Could this study have seen a benefit?": the smallest effect each of this study's
+    hybrid-vs-control comparisons could detect, beside a positive control's result (read from
+    ``folder``, an earlier ``cnnlstm compare``), or the command that measures one.
+
+    ``answer_rows`` are this study's comparisons as ``comparisons.csv`` rows
+    (:meth:`cnnlstm.measure.stats.Comparison.row`).
+    """
+    ours = [{"A vs B": f"{r['a']} vs {r['b']}", "n": r["n"], "Δ (points)": _points(r["diff"]),
+             "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+") if r["mde"] is not None else "-"}
+            for r in answer_rows]
+    blocks = [Paragraph("A negative answer means something only if the same harness could have seen a positive "
+                        "one. MDE is the effect each comparison could detect with 80% power at its n, from its "
+                        "paired spread.")]
+    if ours:
+        blocks.append(Table(ours, list(ours[0])))
+    if folder is None:
+        blocks.append(Paragraph(f"No positive control was read for this report. Measure one with "
+                                f"`{POSITIVE_CONTROL_COMMAND} --out DIR` and give its folder with "
+                                "`--positive-control DIR` (docs/positive-control.md)."))
+    else:
+        rows = positive_control_rows(folder)
+        blocks += [Paragraph(f"The positive control, read from {folder}: recurrence where the literature reports "
+                             "that it helps, through the same recipes, seeds and statistics."),
+                   Table(rows, list(rows[0])) if rows else Paragraph(f"{folder} has no accuracy comparison.")]
+    return Section("Could this study have seen a benefit?", blocks)

@@ -98,9 +98,20 @@ class Cell:
 
 
 def make_grid(*, seeds: int = 3, sizes=None, widths=None, steps: int | None = None, size_pairs: bool = True,
-              preset: str = "fast") -> RegimeGrid:
-    """The default grid with the given axes replaced, checked (None keeps a default)."""
+              pairs=None, preset: str = "fast") -> RegimeGrid:
+    """The default grid with the given axes replaced, checked (None keeps a default).
+
+    ``pairs`` (hybrid, control) replaces the pairs mapped over size alone at their own widths
+    (default ``model1_lstm`` vs ``model1``); ``widths=[]`` leaves out the flagship's width axis.
+    """
     grid = RegimeGrid(seeds=seeds, preset=preset)
+    if pairs is not None:
+        if not size_pairs:
+            raise ConfigError("pairs (--pairs) and size_pairs=False (--no-size-pairs) contradict each other; give one")
+        pairs = tuple((str(h), str(c)) for h, c in pairs)
+        if not pairs or any(h == c for h, c in pairs) or len(set(pairs)) != len(pairs):
+            raise ConfigError(f"pairs are distinct (hybrid, control) of two different models; got {list(pairs)}")
+        grid = replace(grid, size_pairs=pairs)
     if sizes is not None:
         grid = replace(grid, sizes=tuple(int(s) for s in sizes))
     if widths is not None:
