@@ -123,11 +123,13 @@ def test_tiny_study_writes_report_with_both_tables(tiny_data_dir, tmp_path, caps
     assert md.count("explore/figures/duplicates.png") == 1  # the audit's figure, not again among explore's
     assert_summary_is_a_list_in_chromium(out / "report.html", tmp_path / "profile")
     # a positive control read from an earlier study folder (here this one's own comparisons.csv)
-    assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(out), "--models",
-                 "model1,model2,model1_lstm,cnn_lstm,cnn_twin", "--ablations", "all_on,no_flip", "--seeds", "2",
-                 "--positive-control", str(out)]) == 0
-    benefit = (out / "report.md").read_text().split("## Could this study have seen a benefit?", 1)[1]
-    assert f"read from {out}" in benefit and "| fashion-mnist | model1_lstm vs model1 | 2 |" in benefit
+    from cnnlstm.reporting.page import markdown_page
+    from cnnlstm.reporting.raw import read_csv
+    from cnnlstm.study.paper.sections import positive_control_section
+
+    section = positive_control_section(out, read_csv(out / "comparisons.csv")[:1])
+    text = markdown_page("t", [section], out)
+    assert f"read from {out}" in text and "| fashion-mnist | model1_lstm vs model1 | 2 |" in text
     capsys.readouterr()
     assert main(["reproduce", "--data-dir", str(tiny_data_dir), *ARGS, "--out", str(tmp_path / "other"),
                  "--positive-control", str(tmp_path / "nowhere")]) == 2
