@@ -119,7 +119,7 @@ def run(preset: StudyPreset, *, out: str | Path | None, data, settings: dict, cl
     with open_executor(cluster, root) as executor:
         summary = run_at(seeds)[0] if rule is None else run_until_precise(run_at, rule)
     note = f"Seeds chosen by precision (--seeds auto): {summary['stopped']}." if rule is not None else ""
-    summary.update(report=write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"], note=note,
-                                                      positive_control=positive_control),
-                   out=root)
+    report = write_study_report(root, summary["jobs"], preset, ds, failed=summary["failed"], note=note,
+                                positive_control=positive_control)
+    summary.update(report=report, out=root)
     return summary

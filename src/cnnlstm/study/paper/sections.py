@@ -238,7 +238,8 @@ def explore_sections(root: Path, ds: Dataset) -> list[Section]:
 POSITIVE_CONTROL_COMMAND = "cnnlstm compare spoerer_bl spoerer_bk --data debris:10 --seeds auto"
 
 
-def _points(value: str) -> str:
+def _points(value: str | float | None) -> str:
+    """A difference in points as ``+1.23``; ``-`` where there is none (a CSV's empty cell, or None)."""
     return f"{float(value):+.2f}" if value not in ("", None) else "-"
 
 
@@ -273,7 +274,7 @@ def positive_control_section(folder: Path | None, answer_rows: list[dict]) -> Se
     (:meth:`cnnlstm.measure.stats.Comparison.row`).
     """
     ours = [{"A vs B": f"{r['a']} vs {r['b']}", "n": r["n"], "Δ (points)": _points(r["diff"]),
-             "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+") if r["mde"] is not None else "-"}
+             "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+")}
             for r in answer_rows]
     blocks = [Paragraph("A negative answer means something only if the same harness could have seen a positive "
                         "one. MDE is the effect each comparison could detect with 80% power at its n, from its "
