@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from cnnlstm.data import Dataset
+from cnnlstm.errors import RunError
 from cnnlstm.fileio import read_json
 from cnnlstm.measure.stats import mean_std
 from cnnlstm.reporting import figures as plots
 from cnnlstm.reporting.page import Figure, Figures, Paragraph, Section, Table
+from cnnlstm.reporting.raw import COMPARISONS_FILE, read_csv
 from cnnlstm.reporting.records import dataset_title
 from cnnlstm.study.engine.joblog import JOB_LOG, read_job_log
 from cnnlstm.study.engine.jobs import Job
@@ -243,6 +245,14 @@ def _points(value: str | float | None) -> str:
     return f"{float(value):+.2f}" if value not in ("", None) else "-"
 
 
+def _verdict_row(r: dict, interval: bool = False) -> dict:
+    """A ``comparisons.csv`` row (read back, or as :meth:`~cnnlstm.measure.stats.Comparison.row` gives it)
+    as a table row: the pair, n, Δ (and its 95% interval), the verdict and the MDE."""
+    ci = {"95% CI": f"{_points(r['low'])} to {_points(r['high'])}" if r["low"] not in ("", None) else "-"}
+    return {"A vs B": f"{r['a']} vs {r['b']}", "n": r["n"], "Δ (points)": _points(r["diff"]),
+            **(ci if interval else {}), "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+")}
+
+
 def positive_control_rows(folder: Path) -> list[dict]:
     """The comparisons of an earlier ``cnnlstm compare`` folder, each with the data it ran on.
 
@@ -251,17 +261,12 @@ def positive_control_rows(folder: Path) -> list[dict]:
     RunError
         ``folder`` holds no ``comparisons.csv`` (it is not a finished study folder).
     """
-    from cnnlstm.errors import RunError
-    from cnnlstm.reporting.raw import COMPARISONS_FILE, read_csv
-
     path = Path(folder) / COMPARISONS_FILE
     if not path.is_file():
         raise RunError(f"{folder}: no {COMPARISONS_FILE}; give the folder of a finished `cnnlstm compare` "
                        f"(e.g. {POSITIVE_CONTROL_COMMAND} --out DIR)")
     data = next((read_json(p).get("name", "?") for p in sorted(Path(folder).glob("runs/*/dataset.json"))), "?")
-    return [{"data": data, "A vs B": f"{r['a']} vs {r['b']}", "n": r["n"], "Δ (points)": _points(r["diff"]),
-             "95% CI": f"{_points(r['low'])} to {_points(r['high'])}" if r["low"] else "-",
-             "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+")}
+    return [{"data": data, **_verdict_row(r, interval=True)}
             for r in read_csv(path) if r.get("metric", "accuracy") in ("", "accuracy")]
 
 
@@ -273,9 +278,7 @@ def positive_control_section(folder: Path | None, answer_rows: list[dict]) -> Se
     ``answer_rows`` are this study's comparisons as ``comparisons.csv`` rows
     (:meth:`cnnlstm.measure.stats.Comparison.row`).
     """
-    ours = [{"A vs B": f"{r['a']} vs {r['b']}", "n": r["n"], "Δ (points)": _points(r["diff"]),
-             "verdict": r["verdict"], "MDE (points)": _points(r["mde"]).lstrip("+")}
-            for r in answer_rows]
+    ours = [_verdict_row(r) for r in answer_rows]
     blocks = [Paragraph("A negative answer means something only if the same harness could have seen a positive "
                         "one. MDE is the effect each comparison could detect with 80% power at its n, from its "
                         "paired spread.")]
