@@ -57,10 +57,49 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
-def _image_grid(fig: Figure, n: int, ncols: int):
-    """Axes for an n-image grid with ncols columns, ticks off."""
+def _image_mosaic(ax, images, ncols: int, *, vmax: float, titles=(), title_lines: int = 0,
+                  fontsize: float = 7) -> tuple[int, int]:
+    """Tile ``images`` row by row into one picture on ``ax``, each under its title; axes off.
+
+    One ``imshow`` instead of an axes per image: a layout engine sizes one axes in a fraction of
+    the time it needs for a grid of 80 (the study's figures are drawn after every run).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    images : array-like
+        ``(N, H, W)`` grey (drawn dark on white) or ``(N, H, W, C)`` colour, in ``[0, vmax]``.
+    ncols : int
+    vmax : float
+        The brightest value: 255 for uint8 images, 1 for images in [0, 1].
+    titles : sequence of str
+        One per image, drawn in a band ``title_lines`` text lines tall above it.
+    title_lines : int
+    fontsize : float
+
+    Returns
+    -------
+    (cell_height, cell_width) : tuple of int
+        The pixels from one cell's top to the next's (band, image and gap), for labels beside rows.
+    """
+    images = np.asarray(images)
+    n, h, w = images.shape[:3]
     nrows = max(1, math.ceil(n / ncols))
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
-    for ax in axes:
-        ax.set_axis_off()
-    return axes
+    gap = max(1, h // 14)
+    band = math.ceil(title_lines * 0.22 * h)  # a text line per 0.22 of an image's height, at the sizes drawn
+    cell_h, cell_w = band + h + gap, w + gap
+    colour = images.ndim == 4
+    # grey: 0 draws white under gray_r; colour: vmax in every channel is white
+    tiles = np.full((nrows * cell_h, ncols * cell_w, *images.shape[3:]), vmax if colour else 0, dtype=images.dtype)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        tiles[r * cell_h + band:r * cell_h + band + h, c * cell_w:c * cell_w + w] = images[i]
+    if colour:
+        ax.imshow(tiles if images.dtype == np.uint8 else tiles / vmax, interpolation="nearest")
+    else:
+        ax.imshow(tiles, cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
+    for i, title in enumerate(titles):
+        r, c = divmod(i, ncols)
+        ax.text(c * cell_w + w / 2, r * cell_h + band - 0.5, title, ha="center", va="bottom", fontsize=fontsize)
+    ax.set_axis_off()
+    return cell_h, cell_w

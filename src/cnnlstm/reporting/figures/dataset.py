@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.lines import Line2D
 
-from cnnlstm.reporting.figures.canvas import EMBED_POINT_SIZE, _figure, _image_grid, _save, class_colors
+from cnnlstm.reporting.figures.canvas import EMBED_POINT_SIZE, _figure, _image_mosaic, _save, class_colors
 
 
 def plot_class_distribution(train_counts, test_counts, class_names: Sequence[str], path) -> Path:
@@ -88,17 +88,20 @@ def plot_sample_grid(images, labels, class_names: Sequence[str], path, per_class
     labels = np.asarray(labels).ravel()
     n = len(class_names)
     fig = _figure(0.9 * per_class + 1.4, 0.95 * n + 0.5)
-    axes = fig.subplots(n, per_class, squeeze=False)
+    ax = fig.add_subplot()
+    images = np.asarray(images)
+    rows = []  # class c's first per_class images in row c, blank where it has fewer
     for c in range(n):
         members = np.flatnonzero(labels == c)[:per_class]
-        for j in range(per_class):
-            ax = axes[c, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.spines[:].set_visible(False)
-            if j < len(members):
-                ax.imshow(images[members[j]], cmap="gray_r", vmin=0, vmax=255)
-        axes[c, 0].set_ylabel(class_names[c], rotation=0, ha="right", va="center", fontsize=8)
+        row = np.zeros((per_class, *images.shape[1:]), dtype=images.dtype)
+        if images.ndim == 4:
+            row[:] = 255 if images.dtype == np.uint8 else 1
+        row[:len(members)] = images[members]
+        rows.append(row)
+    cell_h, _ = _image_mosaic(ax, np.concatenate(rows), per_class,
+                              vmax=255 if images.dtype == np.uint8 else 1)
+    for c in range(n):
+        ax.text(-2, c * cell_h + images.shape[1] / 2, class_names[c], ha="right", va="center", fontsize=8)
     fig.suptitle("Sample images per class")
     return _save(fig, path)
 
@@ -112,11 +115,9 @@ def plot_mean_images(mean_images, class_names: Sequence[str], path) -> Path:
     """
     n = len(class_names)
     ncols = min(5, n)
-    fig = _figure(1.8 * ncols, 2.0 * math.ceil(n / ncols) + 0.4)
-    axes = _image_grid(fig, n, ncols)
-    for c in range(n):
-        axes[c].imshow(np.asarray(mean_images[c]), cmap="gray_r", vmin=0, vmax=1)
-        axes[c].set_title(class_names[c], fontsize=9)
+    fig = _figure(1.8 * ncols, 2.2 * math.ceil(n / ncols) + 0.5)
+    _image_mosaic(fig.add_subplot(), np.asarray(mean_images)[:n], ncols, vmax=1, titles=list(class_names),
+                  title_lines=1, fontsize=9)
     fig.suptitle("Mean image per class")
     return _save(fig, path)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 
-from cnnlstm.reporting.figures.canvas import _figure, _image_grid, _save, class_colors
+from cnnlstm.reporting.figures.canvas import _figure, _image_mosaic, _save, class_colors
 
 
 def plot_confusion_matrix(cm, class_names: Sequence[str], path, normalize: bool = False) -> Path:
@@ -172,13 +172,14 @@ def plot_misclassified(images, labels, preds, class_names: Sequence[str], path,
     wrong = np.flatnonzero(labels != preds)[:max_images]
     ncols = max(1, min(6, len(wrong)))
     nrows = max(1, math.ceil(len(wrong) / ncols))
-    fig = _figure(1.7 * ncols + 0.4, 1.8 * nrows + 0.5)
-    axes = _image_grid(fig, max(1, len(wrong)), ncols)
-    for ax, i in zip(axes, wrong):
-        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"{class_names[labels[i]]}\n-> {class_names[preds[i]]}", fontsize=7)
-    if len(wrong) == 0:
-        axes[0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    fig = _figure(1.3 * ncols + 0.4, 1.85 * nrows + 0.6)
+    ax = fig.add_subplot()
+    if len(wrong):
+        titles = [f"{class_names[labels[i]]}\n-> {class_names[preds[i]]}" for i in wrong]
+        _image_mosaic(ax, np.asarray(images)[wrong], ncols, vmax=255, titles=titles, title_lines=2)
+    else:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
     total = int((labels != preds).sum())
     fig.suptitle(f"Misclassified test images (true -> predicted), {len(wrong)} of {total}")
     return _save(fig, path)
