@@ -156,3 +156,19 @@ def test_the_spinner_stays_off_when_quiet_or_off_a_terminal(capsys):
         with working(quiet, "drawing", live=live):
             pass
     assert capsys.readouterr() == ("", "")
+
+
+def test_help_is_built_without_the_training_stack():
+    """`cnnlstm --help` builds every command's parser without importing torch or matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cnnlstm.cli import build_parser; build_parser(); "
+            "print(','.join(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", done.stdout
+    import cnnlstm.study.paper as paper  # the names it exports still resolve, on first use
+
+    assert callable(paper.run) and callable(paper.run_study) and "quick" in paper.STUDY_PRESETS
+    with pytest.raises(AttributeError):
+        paper.no_such_name  # noqa: B018
