@@ -186,3 +186,30 @@ def test_the_published_raw_numbers_recompute():
     folders = sorted(p.parent for p in (Path(__file__).parents[1] / "docs" / "data").glob("*/comparisons.csv"))
     checked = {f.name: assert_raw_numbers_recompute(f) for f in folders}
     assert len(checked) >= 5 and all(n >= 1 for n in checked.values()), checked  # a compare of two models has one
+
+
+def test_the_readme_table_one_rows_recompute_from_their_seeds():
+    """Ji's and CNN-SVM's README rows: mean ± std over the committed seeds, and the one-sample 95%
+    interval of Δ against the published figure (scipy), as the report's Table I prints them."""
+    from pathlib import Path
+
+    from scipy import stats as sps
+
+    from cnnlstm.reporting.raw import read_csv
+    from cnnlstm.study.paper.tables import PUBLISHED
+
+    root = Path(__file__).parents[1]
+    rows = read_csv(root / "docs" / "data" / "table1-2026-12-03" / "results.csv")
+    readme = (root / "README.md").read_text()
+
+    def signed(x: float) -> str:
+        return f"{x:+.2f}".replace("-", "−")
+
+    for model in ("ji_cnn_lstm", "cnn_svm"):
+        acc = np.array([float(r["value"]) * 100 for r in rows if r["model"] == model and r["metric"] == "accuracy"])
+        assert len(acc) >= 3, model
+        published = PUBLISHED[model].accuracy
+        ci = sps.ttest_1samp(acc, published).confidence_interval(0.95)  # around the mean
+        claim = (f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f} ({len(acc)}); Δ {signed(acc.mean() - published)}, "
+                 f"95% CI {signed(ci.low - published)} to {signed(ci.high - published)}")
+        assert claim in readme, claim
