@@ -215,6 +215,21 @@ def test_the_cache_is_keyed_checked_and_rebuilt_when_damaged(small_sizes, isolat
     assert not third.source.endswith("(cache)") and third.checksum == first.checksum
 
 
+@pytest.mark.parametrize(("spec", "name", "n_train"), [("pathfinder:6:120", "pathfinder:6:120", 120),
+                                                       ("debris:3:1k", "debris:3:1000", 1000)])
+def test_a_spec_can_ask_for_more_training_images_under_its_own_name(small_sizes, spec, name, n_train):
+    assert parse_spec(spec).name == name and canonical_spec(spec) == name
+    ds = load_synthetic(spec, use_cache=False)
+    assert ds.name == name and ds.train_images.shape == (n_train, 32, 32)
+    counts = np.bincount(ds.train_labels, minlength=ds.num_classes)
+    assert counts.max() - counts.min() <= 1
+    # the test split is the plain task's own (same seed, same size), so results on both sizes compare
+    plain = load_synthetic(name.rsplit(":", 1)[0], use_cache=False)
+    np.testing.assert_array_equal(ds.test_images, plain.test_images)
+    with pytest.raises(DatasetError, match="names 120 training images"):
+        load_synthetic("pathfinder:6:120", n_train=200, use_cache=False)
+
+
 def test_the_data_command_shows_a_synthetic_task(small_sizes, capsys):
     assert main(["data", "--data", "pathfinder:6"]) == 0
     out = capsys.readouterr().out

@@ -114,8 +114,8 @@ def add_tsne_flags(p: argparse.ArgumentParser) -> None:
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="SPEC", default=None,
-                   help="fashion-mnist (default), mnist, kmnist, debris[:N] or pathfinder[:L] (synthetic tasks, "
-                        "docs/positive-control.md), an .npz file (x_train, y_train, x_test, y_test), or a folder "
+                   help="fashion-mnist (default), mnist, kmnist, debris[:N[:T]] or pathfinder[:L[:T]] (synthetic "
+                        "tasks, T training images; docs/positive-control.md), an .npz file (x_train, y_train, x_test, y_test), or a folder "
                         "of class folders (DIR/<class>/*.png, or DIR/train/... and DIR/test/...)")
     p.add_argument("--image-size", metavar="N", type=int_at_least(1, "a side of at least 1 pixel"), default=None,
                    help="image folders: resize every image to NxN (default: their own size, which must be one)")

@@ -46,7 +46,7 @@ from cnnlstm.data.dataset import Dataset, validate_arrays
 from cnnlstm.data.sources import cache_root, read_cache, try_write_cache
 from cnnlstm.errors import DatasetError
 
-__all__ = ["CHUNK", "DEFAULT_SIZES", "GENERATOR_VERSION", "MAX_FRAGMENTS", "SPLIT_SEEDS", "SYNTHETIC_TASKS",
+__all__ = ["CHUNK", "DEFAULT_SIZES", "GENERATOR_VERSION", "MAX_FRAGMENTS", "MIN_TRAIN", "SPLIT_SEEDS", "SYNTHETIC_TASKS",
            "SyntheticSpec", "generate_split", "is_synthetic", "load_synthetic", "parse_spec", "split_seed"]
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ GENERATOR_VERSION = 1  # bump when a generator's images change: the cache key an
 DEFAULT_SIZES = {"train": 20_000, "test": 5_000}
 SPLIT_SEEDS = {"train": 0, "test": 1}  # one per split: disjoint random streams
 MAX_FRAGMENTS = 500
+MIN_TRAIN = 100  # the validation split takes a fifth of the training images: fewer is no study
 CHUNK = 2048  # images per chunk: bounded memory, one progress step, one child seed
 _TASK_CODES = {"debris": 1, "pathfinder": 2}  # the task's part of every seed
 _DIGITS = tuple(str(d) for d in range(10))
@@ -73,15 +74,18 @@ class SyntheticSpec:
     task : {"debris", "pathfinder"}
     param : int
         Fragments per image (debris) or dashes per target contour (pathfinder).
+    n_train : int or None
+        Training images, when the spec asks for other than :data:`DEFAULT_SIZES` (``pathfinder:6:100000``).
     """
 
     task: str
     param: int
+    n_train: int | None = None
 
     @property
     def name(self) -> str:
-        """The canonical spec, e.g. ``debris:50``: a run records it as its ``data``."""
-        return f"{self.task}:{self.param}"
+        """The canonical spec, e.g. ``debris:50`` or ``pathfinder:6:100000``: a run records it as its ``data``."""
+        return f"{self.task}:{self.param}" + ("" if self.n_train is None else f":{self.n_train}")
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -99,7 +103,11 @@ def is_synthetic(spec: str) -> bool:
 
 
 def parse_spec(spec: str) -> SyntheticSpec:
-    """``debris``, ``debris:N``, ``pathfinder`` or ``pathfinder:L`` -> :class:`SyntheticSpec`.
+    """``debris[:N[:T]]`` or ``pathfinder[:L[:T]]`` -> :class:`SyntheticSpec`.
+
+    ``N`` is the fragment count, ``L`` the contour length, and the optional ``T`` the number of
+    training images (default :data:`DEFAULT_SIZES`; ``100000`` or ``100k``): a task the default
+    set is too small to learn can be asked for with more data, and the size is part of its name.
 
     Raises
     ------
@@ -110,24 +118,36 @@ def parse_spec(spec: str) -> SyntheticSpec:
     from cnnlstm.data.debris import DEFAULT_FRAGMENTS
     from cnnlstm.data.pathfinder import DEFAULT_LENGTH, LENGTHS
 
-    task, sep, arg = str(spec).partition(":")
+    task, sep, rest = str(spec).partition(":")
     if task not in SYNTHETIC_TASKS:
         raise DatasetError(f"--data {spec}: not a synthetic task ({', '.join(SYNTHETIC_TASKS)})")
+    arg, size_sep, size = rest.partition(":")
+    n_train = _image_count(size) if size_sep else None
+    if size_sep and (n_train is None or n_train < MIN_TRAIN):
+        example = f"{task}:{DEFAULT_FRAGMENTS if task == 'debris' else DEFAULT_LENGTH}"
+        raise DatasetError(f"--data {spec}: the training-image count T must be a whole number of at least "
+                           f"{MIN_TRAIN} (e.g. {example}:100000 or {example}:100k)")
     if task == "debris":
         value = _whole_number(arg) if sep else DEFAULT_FRAGMENTS
         if value is None or not 0 <= value <= MAX_FRAGMENTS:
             raise DatasetError(f"--data {spec}: the fragment count must be a whole number from 0 to "
                                f"{MAX_FRAGMENTS} (debris:N; default {DEFAULT_FRAGMENTS})")
-        return SyntheticSpec(task, value)
+        return SyntheticSpec(task, value, n_train)
     value = _whole_number(arg) if sep else DEFAULT_LENGTH
     if value not in LENGTHS:
         raise DatasetError(f"--data {spec}: the contour length must be one of "
                            f"{', '.join(map(str, LENGTHS))} dashes (pathfinder:L; default {DEFAULT_LENGTH})")
-    return SyntheticSpec(task, value)
+    return SyntheticSpec(task, value, n_train)
 
 
 def _whole_number(text: str) -> int | None:
     return int(text) if re.fullmatch(r"-?[0-9]+", text) else None
+
+
+def _image_count(text: str) -> int | None:
+    """``100000`` or ``100k`` -> 100000; anything else None."""
+    match = re.fullmatch(r"([0-9]+)(k?)", text)
+    return None if match is None else int(match[1]) * (1000 if match[2] else 1)
 
 
 def split_seed(spec: SyntheticSpec, split: str) -> tuple[int, ...]:
@@ -204,9 +224,10 @@ def load_synthetic(spec: str, *, n_train: int | None = None, n_test: int | None 
     Parameters
     ----------
     spec : str
-        ``debris``, ``debris:N``, ``pathfinder`` or ``pathfinder:L``.
+        ``debris``, ``debris:N``, ``pathfinder`` or ``pathfinder:L``, each with an optional
+        ``:T`` training images (``pathfinder:6:100000``).
     n_train, n_test : int, optional
-        Images per split (default :data:`DEFAULT_SIZES`, read when called).
+        Images per split (default: the spec's ``T``, else :data:`DEFAULT_SIZES`, read when called).
     use_cache : bool
         Read and write the generated arrays in the user cache.
     progress : callable, optional
@@ -221,7 +242,8 @@ def load_synthetic(spec: str, *, n_train: int | None = None, n_test: int | None 
     Raises
     ------
     DatasetError
-        A bad parameter (``debris:-1``, ``pathfinder:0``) or a size below 1.
+        A bad parameter (``debris:-1``, ``pathfinder:0``), a size below 1, or an ``n_train`` that
+        contradicts the spec's ``T``.
 
     Examples
     --------
@@ -230,6 +252,10 @@ def load_synthetic(spec: str, *, n_train: int | None = None, n_test: int | None 
     ('pathfinder:9', ('disconnected', 'connected'), True)
     """
     parsed = parse_spec(spec)
+    if parsed.n_train is not None:
+        if n_train is not None and int(n_train) != parsed.n_train:
+            raise DatasetError(f"--data {spec}: names {parsed.n_train} training images, but n_train={n_train} was asked")
+        n_train = parsed.n_train
     sizes = {"train": int(DEFAULT_SIZES["train"] if n_train is None else n_train),
              "test": int(DEFAULT_SIZES["test"] if n_test is None else n_test)}
     key = _cache_key(parsed, sizes)
